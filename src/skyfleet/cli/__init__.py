@@ -1,0 +1,77 @@
+"""The ``skyfleet`` command: one sub-command group per capability, plus ``demo``.
+
+Errors a user can cause print one line on stderr and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated
+
+import typer
+from typer.exceptions import TyperException
+
+from skyfleet import __version__
+from skyfleet.cli._common import err, fail
+from skyfleet.cli._demo import demo
+from skyfleet.cli._links import constellation_app, link, places_app
+from skyfleet.errors import SkyfleetError
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(
+    name="skyfleet",
+    help="Run a satellite-connected fleet: LEO links from anywhere, compared with fiber.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"skyfleet {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", "-V", callback=_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """Run a satellite-connected fleet: LEO links from anywhere, compared with fiber.
+
+    Start with 'skyfleet demo', then 'skyfleet link --help'.
+    """
+
+
+app.command("demo")(demo)
+app.command("link")(link)
+app.add_typer(constellation_app, name="constellation")
+app.add_typer(places_app, name="places")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: run the command line; bad input is one line on stderr and status 2."""
+    try:
+        app(args=argv, prog_name="skyfleet", standalone_mode=False)
+    except SkyfleetError as exc:
+        raise SystemExit(fail(str(exc)).exit_code) from None
+    except typer.Exit as exc:
+        return int(exc.exit_code)
+    except typer.Abort:
+        err.print("aborted")
+        return 130
+    except TyperException as exc:  # usage errors: unknown option, missing value, bad type
+        ctx = getattr(exc, "ctx", None)
+        hint = f" (try '{ctx.command_path} --help')" if ctx is not None else ""
+        raise SystemExit(fail(exc.format_message() + hint).exit_code) from None
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,116 @@
+"""Writing link series: CSV or Parquet tables, and a PNG plot of RTT over time."""
+
+from __future__ import annotations
+
+import csv
+import os
+import tempfile
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from skyfleet.cli._common import InputError, iso
+from skyfleet.links import LinkSeries, gaps
+
+TABLE_SUFFIXES = (".csv", ".parquet")
+
+
+def check_table_path(path: Path) -> None:
+    """Fail before any work if the output file cannot be written as asked."""
+    if path.suffix.lower() not in TABLE_SUFFIXES:
+        raise InputError(f"--out {str(path)!r}: the name must end in .csv or .parquet")
+    if not path.parent.exists():
+        raise InputError(f"--out {str(path)!r}: folder {str(path.parent)!r} does not exist")
+
+
+def _atomic(path: Path, write: Callable[[str], None]) -> None:
+    """Write through a temporary file beside ``path`` and rename: never a half-written file."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def series_rows(
+    series: LinkSeries, sat_names: Sequence[str], gateway_ids: Sequence[str]
+) -> dict[str, list[Any]]:
+    """Columns of the time series table (``rtt_ms`` is None where there is no path)."""
+    paths = series.paths or tuple(() for _ in series.t_s)
+    return {
+        "time_s": series.t_s.tolist(),
+        "time_utc": [iso(series.start_unix_s + t) for t in series.t_s],
+        "rtt_ms": [None if np.isnan(r) else round(float(r), 4) for r in series.rtt_ms],
+        "sat": [sat_names[s] if s >= 0 else None for s in series.sat],
+        "path_sats": [";".join(sat_names[s] for s in p) if p else None for p in paths],
+        "gateway": [gateway_ids[g] if g >= 0 else None for g in series.gateway],
+        "hops": series.hops.tolist(),
+        "visible_sats": series.visible.tolist(),
+        "lat_deg": np.round(series.lat_deg, 6).tolist(),
+        "lon_deg": np.round(series.lon_deg, 6).tolist(),
+    }
+
+
+def write_table(path: Path, columns: dict[str, list[Any]]) -> None:
+    """Write columns to ``path`` as CSV (empty cell for None) or Parquet (null)."""
+    if path.suffix.lower() == ".parquet":
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        _atomic(path, lambda tmp: pq.write_table(pa.table(columns), tmp))
+        return
+
+    def write_csv(tmp: str) -> None:
+        with open(tmp, "w", newline="", encoding="utf-8") as fh:
+            w = csv.writer(fh)
+            w.writerow(columns)
+            for row in zip(*columns.values(), strict=True):
+                w.writerow(["" if v is None else v for v in row])
+
+    _atomic(path, write_csv)
+
+
+def plot_series(path: Path, series: LinkSeries, title: str) -> None:
+    """A PNG of RTT over time with the fiber floor, the inflated internet figure and the gaps."""
+    if path.suffix.lower() != ".png":
+        raise InputError(f"--plot {str(path)!r}: the name must end in .png")
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    minutes = series.t_s / 60.0
+    fig, ax = plt.subplots(figsize=(10, 4), dpi=120)
+    ax.plot(minutes, series.rtt_ms, lw=1.2, color="#1f77b4", label=f"satellite ({series.mode})")
+    ax.plot(
+        minutes,
+        series.fiber_rtt_ms,
+        lw=1,
+        ls="--",
+        color="#2ca02c",
+        label="fiber, great-circle floor",
+    )
+    ax.plot(
+        minutes,
+        series.internet_rtt_ms,
+        lw=1,
+        ls=":",
+        color="#d62728",
+        label="fiber, typical internet route",
+    )
+    for g in gaps(series):
+        ax.axvspan(g["start_s"] / 60.0, g["end_s"] / 60.0, color="#999999", alpha=0.3, lw=0)
+    ax.set_xlabel(f"minutes after {iso(series.start_unix_s)}")
+    ax.set_ylabel("round-trip time (ms)")
+    ax.set_title(title)
+    ax.set_ylim(bottom=0)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="upper right", fontsize=8)
+    fig.tight_layout()
+    _atomic(path, lambda tmp: fig.savefig(tmp, format="png"))
+    plt.close(fig)

@@ -1,0 +1,334 @@
+"""The per-step link engine: visibility, the laser graph, routes to destinations, serving satellites.
+
+At each time step the engine computes, for every destination, the one-way delay from each
+satellite to that destination: through a gateway that sees the satellite and fiber from there
+(bent-pipe), or over laser links first (one single-source Dijkstra per destination on the
+time-varying graph, never all pairs). A source then picks the satellite that minimises its
+up-link delay plus that cost. Work is split into chunks of steps that start on the satellite
+re-assignment grid, so chunks are independent and run in parallel processes.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+from numpy.typing import NDArray
+from scipy.sparse import csr_matrix
+from scipy.sparse.csgraph import dijkstra
+from scipy.spatial import cKDTree
+
+from skyfleet.errors import LinkConfigError
+from skyfleet.links._geometry import (
+    DEFAULT_FIBER_INFLATION,
+    FloatArray,
+    IntArray,
+    fiber_one_way_ms,
+    great_circle_km,
+    max_slant_range_km,
+    segment_clears_earth,
+    vacuum_ms,
+    visible_pairs,
+)
+from skyfleet.orbits import Constellation, geodetic_to_ecef, up_vector
+
+Mode = Literal["isl", "bent-pipe", "best"]
+MODES: tuple[str, ...] = ("isl", "bent-pipe", "best")
+Progress = Callable[[int], None]
+_EPS_MS = 1e-9  # csgraph drops explicit zeros; keep zero-length legs as edges
+
+
+@dataclass(frozen=True)
+class LinkOptions:
+    """How links are computed.
+
+    ``mode``: ``isl`` (laser links allowed), ``bent-pipe`` (one satellite between the place and
+    a gateway) or ``best`` (the lower delay of the two at each step). ``fiber_inflation`` scales
+    great-circle distance to terrestrial route length for every fiber leg. The serving satellite
+    is re-decided every ``reassign_s`` seconds, at ``reassign_offset_s`` past each minute's grid
+    (Starlink re-allocates at 12, 27, 42 and 57 s), and at once when it is lost.
+    """
+
+    mode: Mode = "best"
+    fiber_inflation: float = DEFAULT_FIBER_INFLATION
+    min_elevation_deg: float | None = None
+    reassign_s: float = 15.0
+    reassign_offset_s: float = 12.0
+    detail: bool = False
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise LinkConfigError(f"unknown mode {self.mode!r}; choose one of: {', '.join(MODES)}")
+        if not self.fiber_inflation >= 1.0:
+            raise LinkConfigError(f"fiber_inflation must be >= 1, got {self.fiber_inflation}")
+        if not self.reassign_s > 0:
+            raise LinkConfigError(f"reassign_s must be > 0, got {self.reassign_s}")
+        if self.min_elevation_deg is not None and not 0.0 <= self.min_elevation_deg < 90.0:
+            raise LinkConfigError(
+                f"minimum elevation must be in 0..90 degrees, got {self.min_elevation_deg}"
+            )
+
+
+@dataclass(frozen=True)
+class _Ground:
+    """Static ground segment and the sources' tracks, precomputed once."""
+
+    gw_ecef: FloatArray  # (3, G)
+    gw_up: FloatArray
+    dest_ecef: FloatArray  # (3, D)
+    dest_up: FloatArray
+    dest_terminal: NDArray[np.bool_]  # (D,)
+    fiber_ms: FloatArray  # (D, G) one-way, inflated
+    src_lat: FloatArray  # (P, T)
+    src_lon: FloatArray
+    src_dest: IntArray  # (P,)
+
+
+@dataclass(frozen=True)
+class _Job:
+    constellation: Constellation
+    isl: IntArray
+    ground: _Ground
+    times: FloatArray
+    decide: NDArray[np.bool_]
+    opts: LinkOptions
+    min_el: float
+    max_range_km: float
+    use_isl: bool
+
+
+def decision_steps(
+    times_unix_s: FloatArray, reassign_s: float, offset_s: float
+) -> NDArray[np.bool_]:
+    """True at the first step and wherever a re-assignment boundary was crossed since the last step."""
+    slot = np.floor((times_unix_s - offset_s) / reassign_s)
+    out = np.ones(times_unix_s.shape, dtype=bool)
+    out[1:] = slot[1:] != slot[:-1]
+    return out
+
+
+def chunks(decide: NDArray[np.bool_], target: int) -> list[tuple[int, int]]:
+    """Split steps into ranges of about ``target`` steps, each starting on a decision step."""
+    starts = np.flatnonzero(decide)
+    out: list[tuple[int, int]] = []
+    begin = 0
+    for s in starts[1:]:
+        if s - begin >= target:
+            out.append((begin, int(s)))
+            begin = int(s)
+    out.append((begin, decide.size))
+    return out
+
+
+def _graph_costs(
+    job: _Job, sat: FloatArray, tree: cKDTree
+) -> tuple[FloatArray, IntArray | None, IntArray]:
+    """Delay (ms, one-way) from every satellite to every destination, ``(D, N)``; the Dijkstra
+    predecessors over laser links (``None`` for bent-pipe); and, for bent-pipe, the gateway used
+    per (destination, satellite)."""
+    g, n = job.ground, sat.shape[1]
+    gi, si, rng = visible_pairs(tree, sat, g.gw_ecef, g.gw_up, job.min_el, job.max_range_km)
+    down = vacuum_ms(rng)
+    n_dest, n_gw = g.fiber_ms.shape
+    if not job.use_isl:
+        cost = np.full((n_dest, n), np.inf)
+        gw = np.full((n_dest, n), -1, dtype=np.int64)
+        for d in range(n_dest):
+            val = down + g.fiber_ms[d, gi]
+            order = np.lexsort((val, si))
+            first = np.ones(order.size, dtype=bool)
+            first[1:] = si[order][1:] != si[order][:-1]
+            pick = order[first]
+            cost[d, si[pick]] = val[pick]
+            gw[d, si[pick]] = gi[pick]
+        return cost, None, gw
+    a, b = job.isl[:, 0], job.isl[:, 1]
+    ok = segment_clears_earth(sat[:, a], sat[:, b])
+    isl_ms = vacuum_ms(np.linalg.norm(sat[:, a] - sat[:, b], axis=0))[ok]
+    a, b = a[ok], b[ok]
+    supers = n + n_gw + np.arange(n_dest)
+    rows = [a, b, n + gi, np.repeat(supers, n_gw)]
+    cols = [b, a, si, np.tile(n + np.arange(n_gw), n_dest)]
+    vals = [isl_ms, isl_ms, down, g.fiber_ms.ravel() + _EPS_MS]
+    if g.dest_terminal.any():
+        term = np.flatnonzero(g.dest_terminal)
+        di, dsi, drng = visible_pairs(
+            tree, sat, g.dest_ecef[:, term], g.dest_up[:, term], job.min_el, job.max_range_km
+        )
+        rows.append(supers[term[di]])
+        cols.append(dsi)
+        vals.append(vacuum_ms(drng))
+    size = n + n_gw + n_dest
+    graph = csr_matrix(
+        (np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(size, size)
+    )
+    dist, pred = dijkstra(graph, directed=True, indices=supers, return_predecessors=True)
+    return dist[:, :n], pred, np.zeros(0, dtype=np.int64)
+
+
+def _path(
+    job: _Job, n: int, dest: int, sat: int, pred: IntArray | None, gw: IntArray
+) -> tuple[list[int], int]:
+    """Satellites on the path from the serving satellite to the destination, and the gateway (or -1)."""
+    if pred is None:
+        return [sat], int(gw[dest, sat])
+    sats, node, n_gw = [], sat, job.ground.fiber_ms.shape[1]
+    while 0 <= node < n:
+        sats.append(int(node))
+        node = int(pred[dest, node])
+    return sats, (node - n if n <= node < n + n_gw else -1)
+
+
+def _run(job: _Job) -> dict[str, Any]:
+    """Compute one chunk of steps; returns arrays ``(T, P)`` (and paths when detail is asked)."""
+    times = job.times
+    g, T = job.ground, times.size
+    P = g.src_lat.shape[0]
+    pos = job.constellation.positions_km(times)  # (3, N, T)
+    n = pos.shape[1]
+    src_ecef = geodetic_to_ecef(g.src_lat, g.src_lon)  # (3, P, T)
+    src_up = up_vector(g.src_lat, g.src_lon)
+    rtt = np.full((T, P), np.nan)
+    serving = np.full((T, P), -1, dtype=np.int64)
+    gateway = np.full((T, P), -1, dtype=np.int64)
+    hops = np.zeros((T, P), dtype=np.int64)
+    visible = np.zeros((T, P), dtype=np.int64)
+    paths: list[list[tuple[int, ...]]] = [[() for _ in range(P)] for _ in range(T)]
+    current = np.full(P, -1, dtype=np.int64)
+    for k in range(T):
+        sat = np.nan_to_num(pos[:, :, k], nan=1e9)  # a failed propagation is out of everyone's view
+        tree = cKDTree(sat.T)
+        cost, pred, gw = _graph_costs(job, sat, tree)
+        pi, si, rng = visible_pairs(
+            tree, sat, src_ecef[:, :, k], src_up[:, :, k], job.min_el, job.max_range_km
+        )
+        visible[k] = np.bincount(pi, minlength=P)
+        tot = vacuum_ms(rng) + cost[g.src_dest[pi], si]
+        finite = np.isfinite(tot)
+        pi, si, tot = pi[finite], si[finite], tot[finite]
+        # Best satellite per source: sort by (source, delay), keep each source's first.
+        order = np.lexsort((tot, pi))
+        first = np.ones(order.size, dtype=bool)
+        first[1:] = pi[order][1:] != pi[order][:-1]
+        best = np.full(P, -1, dtype=np.int64)
+        best_tot = np.full(P, np.inf)
+        best[pi[order[first]]] = si[order[first]]
+        best_tot[pi[order[first]]] = tot[order[first]]
+        # Keep the current satellite between decisions while it still has a path.
+        keep_tot = np.full(P, np.inf)
+        mine = si == current[pi]
+        keep_tot[pi[mine]] = tot[mine]
+        stay = (~job.decide[k]) & np.isfinite(keep_tot)
+        current = np.where(stay, current, best)
+        now_tot = np.where(stay, keep_tot, best_tot)
+        has = np.isfinite(now_tot)
+        rtt[k, has] = 2.0 * now_tot[has]
+        serving[k] = np.where(has, current, -1)
+        for p in np.flatnonzero(has):
+            sats, gwy = _path(job, n, int(g.src_dest[p]), int(current[p]), pred, gw)
+            if job.opts.detail:
+                paths[k][p] = tuple(sats)
+            gateway[k, p] = gwy
+            hops[k, p] = len(sats) + 1
+    return {
+        "rtt_ms": rtt,
+        "sat": serving,
+        "gateway": gateway,
+        "hops": hops,
+        "visible": visible,
+        "paths": paths,
+    }
+
+
+def execute(
+    fn: Callable[[Any], dict[str, Any]],
+    jobs: Sequence[Any],
+    steps: Sequence[int],
+    workers: int,
+    progress: Progress | None,
+) -> list[dict[str, Any]]:
+    """Run ``fn`` over ``jobs`` (in ``workers`` spawned processes when above 1), in order,
+    reporting each job's ``steps`` to ``progress`` as it finishes."""
+    results: list[dict[str, Any] | None] = [None] * len(jobs)
+    if workers <= 1 or len(jobs) == 1:
+        for i, job in enumerate(jobs):
+            results[i] = fn(job)
+            if progress:
+                progress(steps[i])
+    else:
+        ctx = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+            futures = {pool.submit(fn, job): i for i, job in enumerate(jobs)}
+            for fut in as_completed(futures):
+                results[futures[fut]] = fut.result()
+                if progress:
+                    progress(steps[futures[fut]])
+    return [r for r in results if r is not None]
+
+
+def run_links(
+    constellation: Constellation,
+    src_lat: FloatArray,
+    src_lon: FloatArray,
+    src_dest: IntArray,
+    destinations: Sequence[tuple[float, float, bool]],
+    gateways: Sequence[tuple[float, float]],
+    times_unix_s: FloatArray,
+    opts: LinkOptions,
+    workers: int = 1,
+    progress: Progress | None = None,
+    chunk_steps: int = 64,
+) -> dict[str, Any]:
+    """Run the engine. Sources are tracks ``(P, T)`` of latitude and longitude (degrees), each
+    with a destination index into ``destinations`` (``(lat, lon, terminal)``). Returns arrays
+    ``(T, P)``: ``rtt_ms`` (NaN without a path), ``sat``, ``gateway`` (-1 when none), ``hops``,
+    ``visible``, and ``paths`` (per step, per source, when ``opts.detail``)."""
+    isl = constellation.isl_pairs()
+    use_isl = opts.mode != "bent-pipe" and isl.size > 0
+    if opts.mode == "isl" and isl.size == 0:
+        raise LinkConfigError(
+            f"constellation {constellation.name!r} has no laser links; use mode bent-pipe"
+        )
+    min_el = (
+        constellation.min_elevation_deg
+        if opts.min_elevation_deg is None
+        else opts.min_elevation_deg
+    )
+    gw = np.asarray(gateways, dtype=np.float64).reshape(-1, 2)
+    dest = np.asarray([(d[0], d[1]) for d in destinations], dtype=np.float64).reshape(-1, 2)
+    fiber = fiber_one_way_ms(
+        great_circle_km(dest[:, 0, None], dest[:, 1, None], gw[None, :, 0], gw[None, :, 1]),
+        opts.fiber_inflation,
+    )
+    ground = _Ground(
+        gw_ecef=geodetic_to_ecef(gw[:, 0], gw[:, 1]),
+        gw_up=up_vector(gw[:, 0], gw[:, 1]),
+        dest_ecef=geodetic_to_ecef(dest[:, 0], dest[:, 1]),
+        dest_up=up_vector(dest[:, 0], dest[:, 1]),
+        dest_terminal=np.asarray([bool(d[2]) for d in destinations]),
+        fiber_ms=np.asarray(fiber).reshape(len(dest), len(gw)),
+        src_lat=src_lat,
+        src_lon=src_lon,
+        src_dest=np.asarray(src_dest, dtype=np.int64),
+    )
+    times = np.asarray(times_unix_s, dtype=np.float64)
+    decide = decision_steps(times, opts.reassign_s, opts.reassign_offset_s)
+    max_range = max_slant_range_km(constellation.max_altitude_km, min_el)
+    jobs = []
+    for a, b in chunks(decide, chunk_steps):
+        sub = _Ground(**{**ground.__dict__, "src_lat": src_lat[:, a:b], "src_lon": src_lon[:, a:b]})
+        jobs.append(
+            _Job(constellation, isl, sub, times[a:b], decide[a:b], opts, min_el, max_range, use_isl)
+        )
+    parts = execute(_run, jobs, [j.times.size for j in jobs], workers, progress)
+    out: dict[str, Any] = {
+        key: np.concatenate([p[key] for p in parts])
+        for key in ("rtt_ms", "sat", "gateway", "hops", "visible")
+    }
+    out["paths"] = [row for p in parts for row in p["paths"]]
+    out["decide"] = decide
+    return out

@@ -1,0 +1,87 @@
+"""Moving places: routes from CSV and GPX files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from skyfleet.errors import RouteError
+from skyfleet.links import great_circle_km, load_route
+
+
+def test_route_without_times_moves_at_the_given_speed(tmp_path: Path) -> None:
+    f = tmp_path / "r.csv"
+    f.write_text("lat,lon\n0,0\n0,1\n0,2\n")
+    r = load_route(f, speed_kmh=100.0)
+    assert r.length_km == pytest.approx(2 * 111.19, rel=1e-3)
+    assert r.duration_s == pytest.approx(r.length_km / 100.0 * 3600.0)
+    lat, lon = r.latlon_at(np.array([0.0, r.duration_s / 2, 2 * r.duration_s]))
+    np.testing.assert_allclose(lon, [0.0, 1.0, 2.0], atol=1e-9)  # waits at the end
+    np.testing.assert_allclose(lat, 0.0, atol=1e-12)
+
+
+def test_route_with_times_follows_them(tmp_path: Path) -> None:
+    f = tmp_path / "r.csv"
+    f.write_text("10,20,2026-01-01T00:00:00Z\n10,21,2026-01-01T01:00:00Z\n")
+    r = load_route(f)
+    assert r.duration_s == 3600.0
+    lat, lon = r.latlon_at(1800.0)
+    assert (float(lat), float(lon)) == pytest.approx((10.0, 20.5))
+
+
+def test_route_crossing_the_dateline_stays_on_the_short_side(tmp_path: Path) -> None:
+    f = tmp_path / "r.csv"
+    f.write_text("0,179\n0,-179\n")
+    r = load_route(f, speed_kmh=50.0)
+    assert r.length_km < 250
+    _, lon = r.latlon_at(r.duration_s / 2)
+    assert abs(abs(float(lon)) - 180.0) < 1e-9
+
+
+def test_gpx_track_is_read(tmp_path: Path) -> None:
+    f = tmp_path / "trip.gpx"
+    f.write_text(
+        '<?xml version="1.0"?><gpx version="1.1" creator="t" xmlns="http://www.topografix.com/GPX/1/1">'
+        "<trk><trkseg>"
+        '<trkpt lat="47.6" lon="-122.3"><time>2026-01-01T00:00:00Z</time></trkpt>'
+        '<trkpt lat="45.5" lon="-122.7"><time>2026-01-01T03:00:00Z</time></trkpt>'
+        "</trkseg></trk></gpx>"
+    )
+    r = load_route(f)
+    assert r.duration_s == 3 * 3600.0
+    assert r.length_km == pytest.approx(float(great_circle_km(47.6, -122.3, 45.5, -122.7)))
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("", "no points"),
+        ("lat,lon\n10,abc\n", "row 1: expected lat,lon"),
+        ("95,0\n", "latitude 95"),
+        ("1,1,100\n1,2\n", "some rows have a time"),
+        ("1,1,100\n1,2,50\n", "times go backwards"),
+    ],
+)
+def test_bad_route_file_rejected_with_the_reason(tmp_path: Path, text: str, message: str) -> None:
+    f = tmp_path / "bad.csv"
+    f.write_text(text)
+    with (
+        pytest.raises(RouteError, match=message)
+        if "latitude" not in message
+        else pytest.raises(ValueError, match=message)
+    ):
+        load_route(f)
+
+
+def test_broken_gpx_rejected(tmp_path: Path) -> None:
+    f = tmp_path / "bad.gpx"
+    f.write_text("<gpx><trk>")
+    with pytest.raises(RouteError, match="not a readable GPX"):
+        load_route(f)
+
+
+def test_missing_route_file_rejected(tmp_path: Path) -> None:
+    with pytest.raises(RouteError, match="cannot read route file"):
+        load_route(tmp_path / "none.csv")
