@@ -102,7 +102,9 @@ def _print_summary(s: dict[str, Any], series: LinkSeries) -> None:
             "RTT",
             f"min {r['min']:.1f} · median {r['median']:.1f} · p95 {r['p95']:.1f} · max {r['max']:.1f} ms",
         )
-        t.add_row("RTT over time", f"[cyan]{sparkline(series.rtt_ms)}[/]")
+        t.add_row(
+            "RTT over time", f"[cyan]{sparkline(series.rtt_ms)}[/] {r['min']:.0f}–{r['max']:.0f} ms"
+        )
     else:
         t.add_row("RTT", "[red]no path at any step[/]")
     t.add_row(
