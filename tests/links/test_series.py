@@ -145,3 +145,14 @@ def test_a_vehicle_on_a_route_moves_with_its_link(s1: WalkerConstellation, tmp_p
     assert np.all(np.diff(s.lon_deg) >= 0)
     assert s.fiber_rtt_ms[-1] < s.fiber_rtt_ms[0]  # closer to Ohio at the end
     assert summarize(s)["availability_pct"] == 100.0
+
+
+def test_ground_station_rtt_has_the_shape_of_its_times(s1: WalkerConstellation) -> None:
+    from skyfleet.links import ground_station_rtt_ms
+
+    lat, lon = [51.5, 40.7, 48.9], [-0.1, -74.0, 2.35]
+    one = ground_station_rtt_ms(s1, lat, lon, START)
+    many = ground_station_rtt_ms(s1, lat, lon, [START, START + 60.0])
+    assert one.shape == (3, 3) and many.shape == (2, 3, 3)
+    np.testing.assert_allclose(one, many[0])
+    assert np.all(np.diag(one) == 0) and np.all(np.isfinite(one))

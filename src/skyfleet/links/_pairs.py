@@ -91,8 +91,9 @@ def ground_station_rtt_ms(
     progress: Progress | None = None,
     chunk_steps: int = 50,
 ) -> FloatArray:
-    """Round-trip times (ms, float32) between all ground stations over laser links, ``(T, G, G)``;
-    inf where no path. Ground stations at ``lat_deg``/``lon_deg`` (degrees, ``(G,)``)."""
+    """Round-trip times (ms, float32) between all ground stations over laser links: ``(G, G)``
+    for a scalar time, ``(T, G, G)`` for ``T`` times; inf where no path. Ground stations at
+    ``lat_deg``/``lon_deg`` (degrees, ``(G,)``)."""
     lat, lon = np.atleast_1d(np.asarray(lat_deg, float)), np.atleast_1d(np.asarray(lon_deg, float))
     times = np.atleast_1d(np.asarray(times_unix_s, dtype=np.float64))
     min_el = constellation.min_elevation_deg if min_elevation_deg is None else min_elevation_deg
@@ -105,4 +106,5 @@ def ground_station_rtt_ms(
         for a, b in pairwise(bounds)
     ]
     parts = execute(_run_pairs, jobs, [j.times.size for j in jobs], workers, progress)
-    return np.concatenate([p["rtt_ms"] for p in parts])
+    out = np.concatenate([p["rtt_ms"] for p in parts])
+    return out[0] if np.ndim(times_unix_s) == 0 else out

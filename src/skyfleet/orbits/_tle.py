@@ -115,8 +115,9 @@ class TleConstellation:
 
     @property
     def max_altitude_km(self) -> float:
-        """Highest apogee altitude in the catalogue, km (bounds the visibility search)."""
-        return float(max(s.alta for s in self.satrecs) * 6378.135)
+        """Highest altitude a satellite of the catalogue reaches, km (bounds the visibility search):
+        the highest mean apogee plus 25 km for SGP4's short-period terms (up to about 10 km in LEO)."""
+        return float(max(s.alta for s in self.satrecs) * 6378.135 + 25.0)
 
     def _teme(self, t_unix_s: ArrayLike) -> tuple[FloatArray, FloatArray, FloatArray]:
         t = np.atleast_1d(np.asarray(t_unix_s, dtype=np.float64))
