@@ -12,6 +12,7 @@ from skyfleet.errors import LinkConfigError
 from skyfleet.links import (
     LinkOptions,
     decision_steps,
+    gateways,
     link_series,
     link_series_many,
     load_route,
@@ -156,3 +157,27 @@ def test_ground_station_rtt_has_the_shape_of_its_times(s1: WalkerConstellation) 
     assert one.shape == (3, 3) and many.shape == (2, 3, 3)
     np.testing.assert_allclose(one, many[0])
     assert np.all(np.diag(one) == 0) and np.all(np.isfinite(one))
+
+
+@pytest.mark.parametrize("step_s", [15.0, 2.0])
+def test_bounded_searches_give_exactly_the_unbounded_answer(
+    s1: WalkerConstellation, step_s: float
+) -> None:
+    """Bounded Dijkstra searches are a speed-up only: every RTT, satellite and gateway is the same."""
+    from skyfleet.links._engine import run_links
+
+    places = [
+        resolve_place(p) for p in ("city:Berlin", "city:Lagos", "-30,-15", "city:Perth", "70,20")
+    ]
+    regions = [(51.5, -0.1, False), (-33.9, 18.4, False)]
+    gws = [(g.lat_deg, g.lon_deg) for g in gateways()]
+    lat = np.array([[p.lat_deg] * 60 for p in places])
+    lon = np.array([[p.lon_deg] * 60 for p in places])
+    times = START + np.arange(60) * step_s
+    args = (s1, lat, lon, np.array([0, 1, 1, 1, 0]), regions, gws, times, LinkOptions(mode="isl"))
+    fast = run_links(*args)
+    slow = run_links(*args, bound_searches=False)
+    np.testing.assert_array_equal(fast["sat"], slow["sat"])
+    np.testing.assert_array_equal(fast["gateway"], slow["gateway"])
+    np.testing.assert_allclose(fast["rtt_ms"], slow["rtt_ms"], rtol=0, atol=1e-9)
+    assert np.isfinite(fast["rtt_ms"]).sum() > 100

@@ -99,6 +99,7 @@ class _Job:
     min_el: float
     max_range_km: float
     use_isl: bool
+    bound_searches: bool = True
 
 
 def decision_steps(
@@ -124,12 +125,34 @@ def chunks(decide: NDArray[np.bool_], target: int) -> list[tuple[int, int]]:
     return out
 
 
-def _graph_costs(
-    job: _Job, sat: FloatArray, tree: cKDTree
-) -> tuple[FloatArray, IntArray | None, IntArray]:
-    """Delay (ms, one-way) from every satellite to every destination, ``(D, N)``; the Dijkstra
-    predecessors over laser links (``None`` for bent-pipe); and, for bent-pipe, the gateway used
-    per (destination, satellite)."""
+@dataclass
+class _Costs:
+    """One step's delay (ms, one-way) from every satellite to every destination, ``(D, N)``.
+
+    Over laser links the rows come from Dijkstra searches bounded by a per-destination limit:
+    entries above it are inf, though the true delay is finite. ``exact(d)`` replaces row ``d``
+    with an unbounded search. ``pred`` holds the searches' predecessors; ``gw`` the gateway of
+    each bent-pipe (destination, satellite) pair.
+    """
+
+    cost: FloatArray
+    pred: IntArray | None
+    gw: IntArray
+    graph: csr_matrix | None = None
+    supers: IntArray | None = None
+
+    def exact(self, d: int) -> None:
+        assert self.graph is not None and self.supers is not None and self.pred is not None
+        dist, pred = dijkstra(
+            self.graph, directed=True, indices=self.supers[d], return_predecessors=True
+        )
+        n = self.cost.shape[1]
+        self.cost[d], self.pred[d] = dist[:n], pred
+
+
+def _graph_costs(job: _Job, sat: FloatArray, tree: cKDTree, limits: FloatArray) -> _Costs:
+    """Delays from every satellite to every destination (see :class:`_Costs`); laser-link
+    searches for destination ``d`` stop at ``limits[d]`` ms."""
     g, n = job.ground, sat.shape[1]
     gi, si, rng = visible_pairs(tree, sat, g.gw_ecef, g.gw_up, job.min_el, job.max_range_km)
     down = vacuum_ms(rng)
@@ -145,7 +168,7 @@ def _graph_costs(
             pick = order[first]
             cost[d, si[pick]] = val[pick]
             gw[d, si[pick]] = gi[pick]
-        return cost, None, gw
+        return _Costs(cost, None, gw)
     a, b = job.isl[:, 0], job.isl[:, 1]
     ok = segment_clears_earth(sat[:, a], sat[:, b])
     isl_ms = vacuum_ms(np.linalg.norm(sat[:, a] - sat[:, b], axis=0))[ok]
@@ -166,8 +189,18 @@ def _graph_costs(
     graph = csr_matrix(
         (np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(size, size)
     )
-    dist, pred = dijkstra(graph, directed=True, indices=supers, return_predecessors=True)
-    return dist[:, :n], pred, np.zeros(0, dtype=np.int64)
+    dist = np.empty((n_dest, size))
+    pred = np.empty((n_dest, size), dtype=np.int64)
+    free = ~np.isfinite(limits)
+    if free.any():
+        dist[free], pred[free] = dijkstra(
+            graph, directed=True, indices=supers[free], return_predecessors=True
+        )
+    for row in np.flatnonzero(~free):
+        dist[row], pred[row] = dijkstra(
+            graph, directed=True, indices=supers[row], return_predecessors=True, limit=limits[row]
+        )
+    return _Costs(dist[:, :n], pred, np.zeros(0, dtype=np.int64), graph, supers)
 
 
 def _path(
@@ -181,6 +214,54 @@ def _path(
         sats.append(int(node))
         node = int(pred[dest, node])
     return sats, (node - n if n <= node < n + n_gw else -1)
+
+
+@dataclass(frozen=True)
+class _Pick:
+    current: IntArray  # serving satellite per source after this step (-1: none)
+    now_tot: FloatArray  # its one-way delay, ms (inf: no path)
+    best_tot: FloatArray  # the best satellite's delay, ms
+    stay: NDArray[np.bool_]  # kept the satellite of the last step
+
+
+def _select(
+    pi: IntArray,
+    si: IntArray,
+    up: FloatArray,
+    cost: FloatArray,
+    current: IntArray,
+    decide: bool,
+    P: int,
+) -> _Pick:
+    """Choose each source's serving satellite from its visible (source, satellite) pairs with
+    up-link delay ``up`` and satellite-to-destination delay ``cost`` (ms, inf without a path):
+    the best one on a decision step or when the current one is lost, else the current one."""
+    tot = up + cost
+    finite = np.isfinite(tot)
+    pi, si, tot = pi[finite], si[finite], tot[finite]
+    order = np.lexsort((tot, pi))  # by source, then delay: each source's first is its best
+    first = np.ones(order.size, dtype=bool)
+    first[1:] = pi[order][1:] != pi[order][:-1]
+    best = np.full(P, -1, dtype=np.int64)
+    best_tot = np.full(P, np.inf)
+    best[pi[order[first]]] = si[order[first]]
+    best_tot[pi[order[first]]] = tot[order[first]]
+    keep_tot = np.full(P, np.inf)
+    mine = si == current[pi]
+    keep_tot[pi[mine]] = tot[mine]
+    stay = np.isfinite(keep_tot) & (not decide)
+    return _Pick(np.where(stay, current, best), np.where(stay, keep_tot, best_tot), best_tot, stay)
+
+
+def _next_limits(
+    cost: FloatArray, src_dest: IntArray, current: IntArray, has: NDArray[np.bool_]
+) -> FloatArray:
+    """Search limits for the next step: 25% (and 1 ms) above the largest satellite-to-destination
+    delay any source used now; unbounded for a destination none of whose sources had a path."""
+    limits = np.full(cost.shape[0], -np.inf)
+    used = np.flatnonzero(has)
+    np.maximum.at(limits, src_dest[used], cost[src_dest[used], current[used]])
+    return np.where(np.isfinite(limits), 1.25 * limits + 1.0, np.inf)
 
 
 def _run(job: _Job) -> dict[str, Any]:
@@ -199,35 +280,42 @@ def _run(job: _Job) -> dict[str, Any]:
     visible = np.zeros((T, P), dtype=np.int64)
     paths: list[list[tuple[int, ...]]] = [[() for _ in range(P)] for _ in range(T)]
     current = np.full(P, -1, dtype=np.int64)
+    limits = np.full(g.fiber_ms.shape[0], np.inf)  # first step of a chunk: unbounded searches
     for k in range(T):
         sat = np.nan_to_num(pos[:, :, k], nan=1e9)  # a failed propagation is out of everyone's view
         tree = cKDTree(sat.T)
-        cost, pred, gw = _graph_costs(job, sat, tree)
+        costs = _graph_costs(job, sat, tree, limits)
         pi, si, rng = visible_pairs(
             tree, sat, src_ecef[:, :, k], src_up[:, :, k], job.min_el, job.max_range_km
         )
         visible[k] = np.bincount(pi, minlength=P)
-        tot = vacuum_ms(rng) + cost[g.src_dest[pi], si]
-        finite = np.isfinite(tot)
-        pi, si, tot = pi[finite], si[finite], tot[finite]
-        # Best satellite per source: sort by (source, delay), keep each source's first.
-        order = np.lexsort((tot, pi))
-        first = np.ones(order.size, dtype=bool)
-        first[1:] = pi[order][1:] != pi[order][:-1]
-        best = np.full(P, -1, dtype=np.int64)
-        best_tot = np.full(P, np.inf)
-        best[pi[order[first]]] = si[order[first]]
-        best_tot[pi[order[first]]] = tot[order[first]]
-        # Keep the current satellite between decisions while it still has a path.
-        keep_tot = np.full(P, np.inf)
-        mine = si == current[pi]
-        keep_tot[pi[mine]] = tot[mine]
-        stay = (~job.decide[k]) & np.isfinite(keep_tot)
-        current = np.where(stay, current, best)
-        now_tot = np.where(stay, keep_tot, best_tot)
+        up = vacuum_ms(rng)
+        pick = _select(pi, si, up, costs.cost[g.src_dest[pi], si], current, bool(job.decide[k]), P)
+        if costs.graph is not None and np.isfinite(limits).any():
+            # A bounded search is exact below its limit. A source's pick is proven when its delay
+            # is within limit + its shortest up-link (any satellite beyond the limit costs more),
+            # and when the satellite it keeps between decisions was not cut off by the limit.
+            up_min = np.full(P, np.inf)
+            np.minimum.at(up_min, pi, up)
+            lim = limits[g.src_dest]
+            unproven = np.isfinite(up_min) & ~(pick.best_tot <= lim + up_min)
+            if not job.decide[k]:
+                kept = (current >= 0) & ~pick.stay & np.isin(current, si)
+                unproven |= kept & np.isfinite(lim)
+            redo = np.unique(g.src_dest[unproven & np.isfinite(lim)])
+            for d in redo:
+                costs.exact(int(d))
+            if redo.size:
+                pick = _select(
+                    pi, si, up, costs.cost[g.src_dest[pi], si], current, bool(job.decide[k]), P
+                )
+        current, now_tot = pick.current, pick.now_tot
         has = np.isfinite(now_tot)
         rtt[k, has] = 2.0 * now_tot[has]
         serving[k] = np.where(has, current, -1)
+        if costs.graph is not None and job.bound_searches:
+            limits = _next_limits(costs.cost, g.src_dest, current, has)
+        pred, gw = costs.pred, costs.gw
         for p in np.flatnonzero(has):
             sats, gwy = _path(job, n, int(g.src_dest[p]), int(current[p]), pred, gw)
             if job.opts.detail:
@@ -282,11 +370,16 @@ def run_links(
     workers: int = 1,
     progress: Progress | None = None,
     chunk_steps: int = 64,
+    bound_searches: bool = True,
 ) -> dict[str, Any]:
     """Run the engine. Sources are tracks ``(P, T)`` of latitude and longitude (degrees), each
     with a destination index into ``destinations`` (``(lat, lon, terminal)``). Returns arrays
     ``(T, P)``: ``rtt_ms`` (NaN without a path), ``sat``, ``gateway`` (-1 when none), ``hops``,
-    ``visible``, and ``paths`` (per step, per source, when ``opts.detail``)."""
+    ``visible``, and ``paths`` (per step, per source, when ``opts.detail``).
+
+    ``bound_searches`` lets each step's laser-link searches stop a little beyond the delays the
+    sources needed at the last step (re-running any that cannot be proven exact); the results
+    are the same either way, only faster."""
     isl = constellation.isl_pairs()
     use_isl = opts.mode != "bent-pipe" and isl.size > 0
     if opts.mode == "isl" and isl.size == 0:
@@ -322,7 +415,18 @@ def run_links(
     for a, b in chunks(decide, chunk_steps):
         sub = _Ground(**{**ground.__dict__, "src_lat": src_lat[:, a:b], "src_lon": src_lon[:, a:b]})
         jobs.append(
-            _Job(constellation, isl, sub, times[a:b], decide[a:b], opts, min_el, max_range, use_isl)
+            _Job(
+                constellation,
+                isl,
+                sub,
+                times[a:b],
+                decide[a:b],
+                opts,
+                min_el,
+                max_range,
+                use_isl,
+                bound_searches,
+            )
         )
     parts = execute(_run, jobs, [j.times.size for j in jobs], workers, progress)
     out: dict[str, Any] = {

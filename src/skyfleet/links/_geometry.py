@@ -88,10 +88,9 @@ def visible_pairs(
     """
     if ground_km.shape[1] == 0:
         return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0)
-    hits = tree.query_ball_point(ground_km.T, max_range_km)
-    counts = np.fromiter((len(h) for h in hits), dtype=np.int64, count=len(hits))
-    gi = np.repeat(np.arange(len(hits)), counts)
-    si = np.fromiter((s for h in hits for s in h), dtype=np.int64, count=int(counts.sum()))
+    near = cKDTree(ground_km.T).sparse_distance_matrix(tree, max_range_km, output_type="ndarray")
+    order = np.argsort(near["i"], kind="stable")
+    gi, si = near["i"][order].astype(np.int64), near["j"][order].astype(np.int64)
     d = sat_km[:, si] - ground_km[:, gi]
     rng = np.sqrt(np.einsum("ij,ij->j", d, d))
     keep = np.einsum("ij,ij->j", d, up[:, gi]) >= rng * np.sin(np.radians(min_elevation_deg))
