@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-import numpy as np
 import typer
 from rich.table import Table
 
 from skyfleet.cli._common import iso, out, parse_duration, parse_time, print_json, progress_bar
-from skyfleet.links import LinkOptions, Place, link_series_many, resolve_place, summarize
+from skyfleet.links import LinkOptions, Place, link_series_many, resolve_place, summarize, time_grid
 from skyfleet.orbits import preset
 
 # (label, from, to): sites that live on satellite links, each to its nearest cloud region.
@@ -40,7 +39,7 @@ def demo(
     start_s, duration_s, step_s = parse_time(start), parse_duration(duration), 15.0
     srcs: list[Place] = [resolve_place(a) for _, a, _ in DEMO_LINKS]
     dsts = [resolve_place(b) for _, _, b in DEMO_LINKS]
-    steps = max(1, int(np.ceil(duration_s / step_s)))
+    steps = time_grid(start_s, duration_s, step_s).size
     results: dict[str, list[dict[str, Any]]] = {}
     with progress_bar(
         2 * steps, f"{con.name}: {len(srcs)} links, 2 modes", enabled=not as_json

@@ -36,6 +36,7 @@ from skyfleet.links import (
     pops,
     resolve_place,
     summarize,
+    time_grid,
 )
 from skyfleet.orbits import (
     Constellation,
@@ -219,7 +220,7 @@ def link(
         detail=out_file is not None,
     )
     con = load_constellation(constellation, tle, min_elevation)
-    steps = max(1, int(np.ceil(duration_s / step_s - 1e-9)))
+    steps = time_grid(start_s, duration_s, step_s).size
     with progress_bar(
         steps, f"{con.name}: {steps} steps", enabled=steps * con.size > 2_000_000
     ) as tick:
