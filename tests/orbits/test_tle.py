@@ -161,3 +161,33 @@ def test_isl_pairs_drop_links_longer_than_max_isl_km():
     assert pairs.shape[0] < shell.isl_pairs().shape[0]
     same_plane = pairs[:, 0] // 10 == pairs[:, 1] // 10
     assert np.count_nonzero(same_plane) == shell.size  # every in-plane link kept
+
+
+def test_tle_constellation_survives_a_trip_to_a_worker_process():
+    """Long runs use spawned workers: the catalogue must pickle and give the same positions."""
+    import pickle
+
+    c = TleConstellation.from_file(SAMPLE)
+    t = epoch_unix_s(c.satrecs[0]) + np.arange(3) * 60.0
+    back = pickle.loads(pickle.dumps(c))
+    np.testing.assert_array_equal(back.positions_km(t), c.positions_km(t))
+    assert back.sat_names == c.sat_names
+
+
+def test_tle_link_series_in_parallel_workers_matches_one_process():
+    from skyfleet.links import LinkOptions, link_series, resolve_place
+
+    c = TleConstellation.from_file(SAMPLE)
+    start = epoch_unix_s(c.satrecs[-1])
+    args = (
+        c,
+        resolve_place("0,0"),
+        resolve_place("aws:us-east-1"),
+        start,
+        1800.0,
+        15.0,
+        LinkOptions(mode="bent-pipe"),
+    )
+    one = link_series(*args, workers=1)
+    two = link_series(*args, workers=2)
+    np.testing.assert_array_equal(one.sat, two.sat)

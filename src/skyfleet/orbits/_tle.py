@@ -7,7 +7,9 @@ propagation fails at a time (decayed, bad elements) gets NaN there: a failure is
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -29,9 +31,15 @@ def parse_tle(text: str, source: str = "TLE text") -> tuple[list[str], list[Satr
     Raises :class:`TLEError` naming the line for an empty catalogue, a broken pair, a bad
     checksum or elements sgp4 cannot read.
     """
+    names, _, sats = _parse(text, source)
+    return names, sats
+
+
+def _parse(text: str, source: str) -> tuple[list[str], list[tuple[str, str]], list[Satrec]]:
     lines = [ln.rstrip() for ln in text.splitlines()]
     numbered = [(i + 1, ln) for i, ln in enumerate(lines) if ln.strip()]
     names: list[str] = []
+    pairs: list[tuple[str, str]] = []
     sats: list[Satrec] = []
     k = 0
     while k < len(numbered):
@@ -62,11 +70,12 @@ def parse_tle(text: str, source: str = "TLE text") -> tuple[list[str], list[Satr
                 f"{source}: line {lineno}: sgp4 cannot read these elements ({exc})"
             ) from None
         sats.append(sat)
+        pairs.append((l1[:69], l2[:69]))
         names.append(name or f"NORAD {sat.satnum}")
         k += 2
     if not sats:
         raise TLEError(f"{source}: no TLE found (expected lines starting '1 ' and '2 ')")
-    return names, sats
+    return names, pairs, sats
 
 
 @dataclass(frozen=True)
@@ -79,22 +88,31 @@ class TleConstellation:
 
     name: str
     sat_names: tuple[str, ...]
-    satrecs: tuple[Satrec, ...] = field(repr=False)
+    tle_lines: tuple[tuple[str, str], ...] = field(repr=False)
     min_elevation_deg: float = 25.0
     max_isl_km: float = 5_000.0
     description: str = ""
+
+    @cached_property
+    def satrecs(self) -> tuple[Satrec, ...]:
+        """sgp4 satellite records, one per element set."""
+        return tuple(Satrec.twoline2rv(a, b) for a, b in self.tle_lines)
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Worker processes get the element lines; sgp4's Satrec does not pickle.
+        return {k: v for k, v in self.__dict__.items() if k != "satrecs"}
 
     @classmethod
     def from_text(
         cls, text: str, name: str = "tle", source: str = "TLE text", **kw: float
     ) -> TleConstellation:
         """Build from TLE catalogue text (see :func:`parse_tle`)."""
-        names, sats = parse_tle(text, source)
+        names, lines, _ = _parse(text, source)
         return cls(
             name,
             tuple(names),
-            tuple(sats),
-            description=f"{len(sats)} satellites from {source}",
+            tuple(lines),
+            description=f"{len(lines)} satellites from {source}",
             **kw,
         )
 
@@ -111,7 +129,7 @@ class TleConstellation:
     @property
     def size(self) -> int:
         """Number of satellites."""
-        return len(self.satrecs)
+        return len(self.tle_lines)
 
     @property
     def max_altitude_km(self) -> float:
