@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import typer
+from rich import box
 from rich.table import Table
 
 from skyfleet.cli._common import iso, out, parse_duration, parse_time, print_json, progress_bar
@@ -57,6 +58,7 @@ def demo(
                 "label": label,
                 "from": isl["source"],
                 "to": isl["destination"],
+                "to_label": dsts[i].spec if dsts[i].kind == "cloud-region" else dsts[i].label,
                 "isl": {k: isl[k] for k in ("availability_pct", "rtt_ms", "handovers_per_hour")},
                 "bent_pipe": {
                     k: bp[k] for k in ("availability_pct", "rtt_ms", "handovers_per_hour")
@@ -79,9 +81,14 @@ def demo(
     out.print(
         f"[bold]skyfleet demo[/] · {con.name} ({con.size:,} satellites) · {iso(start_s)} + {duration_s / 3600:g} h at {step_s:g} s steps\n"
     )
-    t = Table(title="round-trip time, median / p95 (ms)", title_justify="left")
-    for col in ("site → region", "lasers", "bent-pipe", "fiber", "internet", "up", "HO/h"):
-        t.add_column(col, justify="left" if col == "site → region" else "right")
+    t = Table(
+        title="round-trip time, median / p95 (ms)",
+        title_justify="left",
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+    )
+    for col in ("site → region", "lasers", "bent-pipe", "fiber", "internet", "up", "HO"):
+        t.add_column(col, justify="left" if col == "site → region" else "right", no_wrap=True)
 
     def ms(r: dict[str, Any]) -> str:
         q = r["rtt_ms"]
@@ -89,7 +96,7 @@ def demo(
 
     for r in rows:
         t.add_row(
-            f"{r['label']}\n[dim]→ {r['to']}[/]",
+            f"{r['label']}\n[dim]→ {r['to_label']}[/]",
             ms(r["isl"]),
             ms(r["bent_pipe"]),
             f"{r['fiber_rtt_ms']:.0f}",
@@ -101,6 +108,6 @@ def demo(
     out.print(
         "[dim]lasers: over inter-satellite links · bent-pipe: via a gateway, then fiber\n"
         "fiber: great-circle floor · internet: typical fiber route (x2.1)\n"
-        "up: availability over lasers · HO/h: satellite handovers per hour[/]"
+        "up: availability over lasers · HO: satellite handovers per hour[/]"
     )
     out.print("\nNext: [bold]skyfleet link --from city:Paris --to aws:eu-west-3 --plot rtt.png[/]")
