@@ -7,6 +7,7 @@ and exits with status 2.
 ::
 
     SkyfleetError
+    ├── InputError                       a command-line value or output file that cannot be used
     ├── OrbitsError
     │   ├── UnknownConstellationError    a preset name that does not exist
     │   └── TLEError                     a TLE catalogue that is empty or malformed
@@ -19,6 +20,7 @@ and exits with status 2.
 from __future__ import annotations
 
 __all__ = [
+    "InputError",
     "LinkConfigError",
     "LinksError",
     "OrbitsError",
@@ -32,6 +34,10 @@ __all__ = [
 
 class SkyfleetError(Exception):
     """Root of every error skyfleet raises on purpose."""
+
+
+class InputError(SkyfleetError, ValueError):
+    """A command-line value that cannot be read, or an output file that cannot be written."""
 
 
 class OrbitsError(SkyfleetError):

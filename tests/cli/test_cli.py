@@ -214,6 +214,38 @@ BAD = [
     ),
     (["--to", "aws:us-east-1"], "exactly one of --from"),
     (["--from", "city:Paris"], "--to"),
+    (["--from", "nan,nan", "--to", "aws:us-east-1"], "latitude nan"),
+    (["--from", "abc", "--to", "aws:us-east-1"], "cannot read place 'abc'"),
+    (
+        ["--from", "city:Paris", "--to", "aws:us-east-1", "--duration", "0"],
+        "--duration must be greater than zero",
+    ),
+    (
+        ["--from", "city:Paris", "--to", "aws:us-east-1", "--start", "2026-13-01"],
+        "cannot read start time",
+    ),
+    (
+        ["--from", "city:Paris", "--to", "aws:us-east-1", "--fiber-inflation", "inf"],
+        "fiber inflation must be a number >= 1",
+    ),
+    (
+        ["--from", "city:Paris", "--to", "aws:us-east-1", "--fiber-inflation", "0.5"],
+        "fiber inflation must be a number >= 1",
+    ),
+    (
+        ["--from", "city:Paris", "--to", "aws:us-east-1", "--min-elevation", "95"],
+        "minimum elevation must be in 0..90",
+    ),
+    (
+        ["--from", "city:Paris", "--to", "aws:us-east-1", "--out", "/proc/x.csv"],
+        "cannot write there",
+    ),
+    (
+        ["--from", "city:Paris", "--to", "aws:us-east-1", "--plot", "/nonexistent/x.png"],
+        "does not exist",
+    ),
+    (["--from", "city:Paris", "--to", "aws:us-east-1", "--plot", "x.svg"], "must end in .png"),
+    (["--route", "/", "--to", "aws:us-east-1"], "cannot read route file"),
     (["--from", "city:Paris", "--to", "aws:us-east-1", "--bogus"], "No such option"),
 ]
 
@@ -307,3 +339,53 @@ def test_demo_reports_every_site(capsys: pytest.CaptureFixture[str]) -> None:
     assert len(report["links"]) == 5
     for link in report["links"]:
         assert link["isl"]["rtt_ms"]["median"] is not None
+
+
+def test_output_inside_a_file_is_refused_before_any_work(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    blocker = tmp_path / "afile"
+    blocker.write_text("x")
+    code, _, err = run([*LINK, "--out", str(blocker / "x.csv")], capsys)
+    assert code == 2 and "does not exist" in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["demo", "--duration", "0"], "duration must be greater than zero"),
+        (["demo", "--duration", "x"], "cannot read duration"),
+        (["places", "cities", "--top", "-1"], "must be 0 or more"),
+        (["constellation", "show", "starlink-s1", "--bogus"], "No such option"),
+    ],
+)
+def test_bad_input_to_other_commands_is_one_line_and_status_2(
+    argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _, err = run(argv, capsys)
+    assert code == 2
+    assert message in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_window_that_is_not_a_whole_number_of_steps_keeps_its_length(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    code, out, _ = run(
+        [
+            "link",
+            "--from",
+            "85,0",
+            "--to",
+            "aws:eu-north-1",
+            "-c",
+            "starlink-s1",
+            "--duration",
+            "100s",
+            "--json",
+        ],
+        capsys,
+    )
+    assert code == 0
+    s = json.loads(out)
+    assert s["duration_s"] == 100.0 and s["steps"] == 7
+    assert s["gaps"] == [{"start_s": 0.0, "end_s": 100.0}]

@@ -21,17 +21,13 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from skyfleet.errors import SkyfleetError
+from skyfleet.errors import InputError
 
 out = Console(highlight=False)
 err = Console(stderr=True, highlight=False)
 
 _UNITS = {"ms": 1e-3, "s": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0, "d": 86400.0}
 _PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)\s*(ms|min|s|m|h|d)?", re.IGNORECASE)
-
-
-class InputError(SkyfleetError, ValueError):
-    """A command-line value that cannot be read."""
 
 
 def parse_duration(text: str, what: str = "duration") -> float:

@@ -11,7 +11,6 @@ import typer
 from rich.table import Table
 
 from skyfleet.cli._common import (
-    InputError,
     err,
     iso,
     out,
@@ -20,7 +19,14 @@ from skyfleet.cli._common import (
     print_json,
     progress_bar,
 )
-from skyfleet.cli._output import check_table_path, plot_series, series_rows, write_table
+from skyfleet.cli._output import (
+    TABLE_SUFFIXES,
+    check_output_path,
+    plot_series,
+    series_rows,
+    write_table,
+)
+from skyfleet.errors import InputError
 from skyfleet.links import (
     DEFAULT_FIBER_INFLATION,
     LinkOptions,
@@ -206,9 +212,9 @@ def link(
         raise InputError(f"--duration must be greater than zero, got {duration!r}")
     start_s = parse_time(start)
     if out_file is not None:
-        check_table_path(out_file)
-    if plot is not None and plot.suffix.lower() != ".png":
-        raise InputError(f"--plot {str(plot)!r}: the name must end in .png")
+        check_output_path(out_file, "--out", TABLE_SUFFIXES)
+    if plot is not None:
+        check_output_path(plot, "--plot", (".png",))
     src: Place | Route = (
         load_route(route, speed) if route is not None else resolve_place(source or "")
     )
@@ -216,7 +222,6 @@ def link(
     opts = LinkOptions(
         mode=cast(Mode, mode),
         fiber_inflation=fiber_inflation,
-        min_elevation_deg=min_elevation,
         detail=out_file is not None,
     )
     con = load_constellation(constellation, tle, min_elevation)
@@ -382,4 +387,4 @@ def places_cities(
     as_json: _Json = False,
 ) -> None:
     """The largest cities (GeoNames), usable as city:NAME."""
-    _places_out(largest_cities(max(0, top)), as_json, search)
+    _places_out(largest_cities(top), as_json, search)

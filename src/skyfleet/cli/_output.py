@@ -11,27 +11,45 @@ from typing import Any
 
 import numpy as np
 
-from skyfleet.cli._common import InputError, iso
+from skyfleet.cli._common import iso
+from skyfleet.errors import InputError
 from skyfleet.links import LinkSeries, gaps
 
 TABLE_SUFFIXES = (".csv", ".parquet")
 
 
-def check_table_path(path: Path) -> None:
-    """Fail before any work if the output file cannot be written as asked."""
-    if path.suffix.lower() not in TABLE_SUFFIXES:
-        raise InputError(f"--out {str(path)!r}: the name must end in .csv or .parquet")
-    if not path.parent.exists():
-        raise InputError(f"--out {str(path)!r}: folder {str(path.parent)!r} does not exist")
+def check_output_path(path: Path, option: str, suffixes: tuple[str, ...]) -> None:
+    """Fail before any work unless ``path`` has one of ``suffixes`` and lies in a writable folder
+    (and is not itself a folder)."""
+    if path.suffix.lower() not in suffixes:
+        raise InputError(f"{option} {str(path)!r}: the name must end in {' or '.join(suffixes)}")
+    folder = path.parent
+    if not folder.is_dir():
+        raise InputError(f"{option} {str(path)!r}: folder {str(folder)!r} does not exist")
+    if path.is_dir():
+        raise InputError(f"{option} {str(path)!r}: is a folder")
+    try:  # a real probe: permissions alone do not tell (root, read-only mounts, /proc)
+        with tempfile.TemporaryFile(dir=folder, prefix=".skyfleet-probe-"):
+            pass
+    except OSError as exc:
+        raise InputError(
+            f"{option} {str(path)!r}: cannot write there ({exc.strerror or exc})"
+        ) from None
 
 
 def _atomic(path: Path, write: Callable[[str], None]) -> None:
     """Write through a temporary file beside ``path`` and rename: never a half-written file."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    except OSError as exc:
+        raise InputError(f"cannot write {str(path)!r}: {exc.strerror or exc}") from None
     os.close(fd)
     try:
         write(tmp)
         os.replace(tmp, path)
+    except OSError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        raise InputError(f"cannot write {str(path)!r}: {exc.strerror or exc}") from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -77,8 +95,6 @@ def write_table(path: Path, columns: dict[str, list[Any]]) -> None:
 
 def plot_series(path: Path, series: LinkSeries, title: str) -> None:
     """A PNG of RTT over time with the fiber floor, the inflated internet figure and the gaps."""
-    if path.suffix.lower() != ".png":
-        raise InputError(f"--plot {str(path)!r}: the name must end in .png")
     import matplotlib
 
     matplotlib.use("Agg")

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
-from numpy.typing import NDArray
+from numpy.typing import ArrayLike, NDArray
 from scipy.sparse import csr_matrix
 from scipy.sparse.csgraph import dijkstra
 from scipy.spatial import cKDTree
@@ -47,7 +47,9 @@ class LinkOptions:
     """How links are computed.
 
     ``mode``: ``isl`` (laser links allowed), ``bent-pipe`` (one satellite between the place and
-    a gateway) or ``best`` (the lower delay of the two at each step). ``fiber_inflation`` scales
+    a gateway) or ``best`` (the lower delay of the two at each step). A laser path may use no
+    laser link at all, so ``isl`` already includes every bent-pipe path; ``best`` differs from
+    ``isl`` only for a constellation without laser links, where it falls back to bent-pipe. ``fiber_inflation`` scales
     great-circle distance to terrestrial route length for every fiber leg. The serving satellite
     is re-decided every ``reassign_s`` seconds, at ``reassign_offset_s`` past each minute's grid
     (Starlink re-allocates at 12, 27, 42 and 57 s), and at once when it is lost.
@@ -63,9 +65,11 @@ class LinkOptions:
     def __post_init__(self) -> None:
         if self.mode not in MODES:
             raise LinkConfigError(f"unknown mode {self.mode!r}; choose one of: {', '.join(MODES)}")
-        if not self.fiber_inflation >= 1.0:
-            raise LinkConfigError(f"fiber_inflation must be >= 1, got {self.fiber_inflation}")
-        if not self.reassign_s > 0:
+        if not (np.isfinite(self.fiber_inflation) and self.fiber_inflation >= 1.0):
+            raise LinkConfigError(
+                f"fiber inflation must be a number >= 1, got {self.fiber_inflation:g}"
+            )
+        if not (np.isfinite(self.reassign_s) and self.reassign_s > 0):
             raise LinkConfigError(f"reassign_s must be > 0, got {self.reassign_s}")
         if self.min_elevation_deg is not None and not 0.0 <= self.min_elevation_deg < 90.0:
             raise LinkConfigError(
@@ -103,13 +107,21 @@ class _Job:
 
 
 def decision_steps(
-    times_unix_s: FloatArray, reassign_s: float, offset_s: float
+    times_unix_s: ArrayLike, reassign_s: float, offset_s: float
 ) -> NDArray[np.bool_]:
-    """True at the first step and wherever a re-assignment boundary was crossed since the last step."""
-    slot = np.floor((times_unix_s - offset_s) / reassign_s)
-    out = np.ones(times_unix_s.shape, dtype=bool)
+    """Whether the serving satellite is re-decided at each time (UTC unix seconds, scalar or
+    array; the result has the same shape): at the first time, and wherever a boundary of the
+    ``reassign_s``-second grid, shifted ``offset_s`` seconds past the minute, was crossed since
+    the time before.
+
+    >>> decision_steps([0.0, 5.0, 12.0, 20.0, 27.0], 15.0, 12.0).tolist()
+    [True, False, True, False, True]
+    """
+    t = np.asarray(times_unix_s, dtype=np.float64)
+    slot = np.floor((np.atleast_1d(t) - offset_s) / reassign_s)
+    out = np.ones(slot.shape, dtype=bool)
     out[1:] = slot[1:] != slot[:-1]
-    return out
+    return out.reshape(t.shape)
 
 
 def chunks(decide: NDArray[np.bool_], target: int) -> list[tuple[int, int]]:

@@ -64,8 +64,9 @@ def max_slant_range_km(altitude_km: float, min_elevation_deg: float) -> float:
 
 
 def elevation_deg(ground_km: ArrayLike, up: ArrayLike, sat_km: ArrayLike) -> FloatArray:
-    """Elevation of satellites above the horizon of ground points, degrees; inputs ``(3, ...)``
-    broadcast together (ground positions and their unit up vectors, satellite positions)."""
+    """Elevation of satellites above the horizon of ground points, degrees: positive above the
+    horizon, negative below. Inputs ``(3, ...)`` broadcast together (ground positions and their
+    unit up vectors, satellite positions, Earth-fixed km)."""
     d = np.asarray(sat_km, dtype=np.float64) - np.asarray(ground_km, dtype=np.float64)
     rng = np.linalg.norm(d, axis=0)
     return np.asarray(

@@ -17,7 +17,7 @@ from functools import cache
 from typing import Any
 
 from skyfleet import data
-from skyfleet.errors import PlaceError
+from skyfleet.errors import LinksError, PlaceError
 
 CLOUD_PROVIDERS = ("aws", "azure", "gcp")
 
@@ -49,12 +49,13 @@ def _coords(text: str) -> tuple[float, float] | None:
     return lat, lon
 
 
-def check_lat_lon(lat: float, lon: float, what: str) -> None:
-    """Raise :class:`PlaceError` unless ``lat`` is in -90..90 and ``lon`` in -180..180 degrees."""
+def check_lat_lon(lat: float, lon: float, what: str, error: type[LinksError] = PlaceError) -> None:
+    """Raise ``error`` unless ``lat`` is in -90..90 and ``lon`` in -180..180 degrees (NaN is
+    outside both)."""
     if not -90.0 <= lat <= 90.0:
-        raise PlaceError(f"{what}: latitude {lat:g} is outside -90..90 degrees")
+        raise error(f"{what}: latitude {lat:g} is outside -90..90 degrees")
     if not -180.0 <= lon <= 180.0:
-        raise PlaceError(f"{what}: longitude {lon:g} is outside -180..180 degrees")
+        raise error(f"{what}: longitude {lon:g} is outside -180..180 degrees")
 
 
 @cache
@@ -92,6 +93,8 @@ def _cities() -> tuple[dict[str, Any], ...]:
 
 def largest_cities(n: int) -> list[Place]:
     """The ``n`` most populous cities (GeoNames), largest first."""
+    if n < 0:
+        raise PlaceError(f"the number of cities must be 0 or more, got {n}")
     return [_city_place(c) for c in _cities()[:n]]
 
 

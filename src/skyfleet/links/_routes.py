@@ -9,7 +9,7 @@ from __future__ import annotations
 import csv
 import io
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -65,24 +65,33 @@ def _timed(
     if not lat:
         raise RouteError(f"route {name!r} has no points")
     la, lo = np.asarray(lat), np.asarray(lon)
+    for i, (a, b) in enumerate(zip(lat, lon, strict=True), start=1):
+        check_lat_lon(a, b, f"route {name!r}: point {i}", RouteError)
     if times is not None and speed_kmh is None:
+        if not np.all(np.isfinite(times)):
+            raise RouteError(f"route {name!r}: a time is not a finite number")
         t = np.asarray(times) - times[0]
         if np.any(np.diff(t) < 0):
             raise RouteError(f"route {name!r}: times go backwards")
     else:
         speed = DEFAULT_SPEED_KMH if speed_kmh is None else speed_kmh
-        if not speed > 0:
-            raise RouteError(f"route speed must be > 0 km/h, got {speed:g}")
+        if not (np.isfinite(speed) and speed > 0):
+            raise RouteError(f"route speed must be a number > 0 km/h, got {speed:g}")
         seg = great_circle_km(la[:-1], lo[:-1], la[1:], lo[1:])
         t = np.concatenate([[0.0], np.cumsum(seg)]) / speed * 3600.0
     return Route(name, la, lo, t)
+
+
+def _utc_seconds(when: datetime) -> float:
+    """Unix seconds of a datetime; one without a zone is UTC (never the machine's zone)."""
+    return (when if when.tzinfo is not None else when.replace(tzinfo=UTC)).timestamp()
 
 
 def _parse_time(text: str) -> float:
     try:
         return float(text)
     except ValueError:
-        return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+        return _utc_seconds(datetime.fromisoformat(text))
 
 
 def _read_csv(name: str, text: str) -> tuple[list[float], list[float], list[float] | None]:
@@ -101,7 +110,6 @@ def _read_csv(name: str, text: str) -> tuple[list[float], list[float], list[floa
             raise RouteError(
                 f"{name}: row {i}: expected lat,lon[,time], got {','.join(row)[:60]!r}"
             ) from None
-        check_lat_lon(la, lo, f"{name}: row {i}")
         lat.append(la)
         lon.append(lo)
     if times and len(times) != len(lat):
@@ -122,7 +130,7 @@ def _read_gpx(name: str, text: str) -> tuple[list[float], list[float], list[floa
     lat = [p.latitude for p in pts]
     lon = [p.longitude for p in pts]
     stamps = [p.time for p in pts]
-    times = [s.timestamp() for s in stamps if s is not None]
+    times = [_utc_seconds(s) for s in stamps if s is not None]
     return lat, lon, (times if pts and len(times) == len(pts) else None)
 
 

@@ -22,7 +22,8 @@ MAX_STEPS = 5_000_000
 class LinkSeries:
     """The link from one source to one destination, step by step.
 
-    Arrays have one entry per step: ``t_s`` (seconds after ``start_unix_s``), ``rtt_ms`` (round
+    The window is ``[0, duration_s)`` seconds after ``start_unix_s``. Arrays have one entry per
+    step: ``t_s`` (seconds after ``start_unix_s``), ``rtt_ms`` (round
     trip, NaN when there is no path), ``sat`` (serving satellite index, -1 when none), ``gateway``
     (index into :func:`~skyfleet.links.gateways`, -1 when the path does not use one), ``hops``
     (radio and laser links on the path: up-link, laser links, down-link; 0 without a path),
@@ -37,6 +38,7 @@ class LinkSeries:
     mode: str
     start_unix_s: float
     step_s: float
+    duration_s: float
     t_s: FloatArray
     rtt_ms: FloatArray
     sat: IntArray
@@ -51,16 +53,15 @@ class LinkSeries:
 
 
 def time_grid(start_unix_s: float, duration_s: float, step_s: float) -> FloatArray:
-    """Seconds after the start for every step: ``0, step, ...`` covering ``[0, duration)``
-    (at least one step).
+    """Seconds after the start for every step: ``0, step, ...`` covering ``[0, duration)``.
 
     >>> time_grid(0.0, 60.0, 15.0).tolist()
     [0.0, 15.0, 30.0, 45.0]
     """
     if not np.isfinite(step_s) or step_s <= 0:
         raise LinkConfigError(f"step must be greater than zero seconds, got {step_s:g}")
-    if not np.isfinite(duration_s) or duration_s < 0:
-        raise LinkConfigError(f"duration must be zero or more seconds, got {duration_s:g}")
+    if not np.isfinite(duration_s) or duration_s <= 0:
+        raise LinkConfigError(f"duration must be greater than zero seconds, got {duration_s:g}")
     n = max(1, int(np.ceil(duration_s / step_s - 1e-9)))
     if n > MAX_STEPS:
         raise LinkConfigError(
@@ -124,6 +125,7 @@ def link_series_many(
                 mode=opts.mode,
                 start_unix_s=start_unix_s,
                 step_s=step_s,
+                duration_s=duration_s,
                 t_s=t_s,
                 rtt_ms=res["rtt_ms"][:, i],
                 sat=res["sat"][:, i],
@@ -166,12 +168,13 @@ def link_series(
 
 
 def gaps(series: LinkSeries) -> list[dict[str, float]]:
-    """Intervals without a path, ``[{start_s, end_s}]``: from the first step without one to the
-    next step with one (or the end of the window)."""
+    """Intervals without a path, ``[{start_s, end_s}]`` in seconds after the start, ``end_s``
+    exclusive: from the first step without a path to the next step with one (or the end of the
+    window)."""
     missing = np.isnan(series.rtt_ms)
     edges = np.diff(np.concatenate([[0], missing.astype(np.int8), [0]]))
     starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
-    end_of_window = float(series.t_s[-1] + series.step_s)
+    end_of_window = float(series.duration_s)
     return [
         {
             "start_s": float(series.t_s[a]),
@@ -193,14 +196,14 @@ def summarize(series: LinkSeries) -> dict[str, Any]:
     >>> import numpy as np
     >>> from skyfleet.links._series import LinkSeries
     >>> z = np.zeros(4)
-    >>> s = LinkSeries("a", "b", "c", "best", 0.0, 15.0, np.arange(4) * 15.0,
+    >>> s = LinkSeries("a", "b", "c", "best", 0.0, 15.0, 60.0, np.arange(4) * 15.0,
     ...     np.array([20.0, np.nan, 30.0, 40.0]), np.array([1, -1, 2, 3]), -np.ones(4, int),
     ...     np.ones(4, int), np.ones(4, int), z, z, z + 5, z + 10)
     >>> summarize(s)["availability_pct"], summarize(s)["gaps"], summarize(s)["handovers"]
     (75.0, [{'start_s': 15.0, 'end_s': 30.0}], 1)
     """
     rtt = series.rtt_ms[np.isfinite(series.rtt_ms)]
-    duration_s = float(series.t_s.size * series.step_s)
+    duration_s = float(series.duration_s)
     n_hand = handovers(series)
 
     def stat(x: FloatArray, q: float) -> float | None:

@@ -10,7 +10,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from skyfleet import data
-from skyfleet.errors import UnknownConstellationError
+from skyfleet.errors import OrbitsError, UnknownConstellationError
 from skyfleet.orbits._frames import FloatArray
 from skyfleet.orbits._walker import IntArray, WalkerShell
 
@@ -88,6 +88,12 @@ class WalkerConstellation:
         return np.concatenate(out)
 
 
+def check_min_elevation(min_elevation_deg: float) -> None:
+    """Raise :class:`OrbitsError` unless a minimum elevation is in 0..90 degrees (90 excluded)."""
+    if not 0.0 <= min_elevation_deg < 90.0:
+        raise OrbitsError(f"minimum elevation must be in 0..90 degrees, got {min_elevation_deg:g}")
+
+
 def preset_names() -> list[str]:
     """Names of the packaged constellation presets."""
     return sorted(data.read_json("constellations.json"))
@@ -108,6 +114,8 @@ def preset(name: str, min_elevation_deg: float | None = None) -> WalkerConstella
     ``min_elevation_deg`` overrides the preset's minimum terminal elevation.
     """
     rec = _preset_record(name)
+    if min_elevation_deg is not None:
+        check_min_elevation(min_elevation_deg)
     shells = tuple(WalkerShell(**sh) for sh in rec["shells"])
     return WalkerConstellation(
         name=name,

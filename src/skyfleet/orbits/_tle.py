@@ -16,6 +16,7 @@ from numpy.typing import ArrayLike
 from sgp4.api import Satrec, SatrecArray
 
 from skyfleet.errors import TLEError
+from skyfleet.orbits._constellation import check_min_elevation
 from skyfleet.orbits._frames import FloatArray, jd_from_unix, teme_to_ecef
 from skyfleet.orbits._walker import IntArray
 
@@ -93,6 +94,9 @@ class TleConstellation:
     max_isl_km: float = 5_000.0
     description: str = ""
 
+    def __post_init__(self) -> None:
+        check_min_elevation(self.min_elevation_deg)
+
     @cached_property
     def satrecs(self) -> tuple[Satrec, ...]:
         """sgp4 satellite records, one per element set."""
@@ -107,14 +111,16 @@ class TleConstellation:
         cls, text: str, name: str = "tle", source: str = "TLE text", **kw: float
     ) -> TleConstellation:
         """Build from TLE catalogue text (see :func:`parse_tle`)."""
-        names, lines, _ = _parse(text, source)
-        return cls(
+        names, lines, sats = _parse(text, source)
+        out = cls(
             name,
             tuple(names),
             tuple(lines),
             description=f"{len(lines)} satellites from {source}",
             **kw,
         )
+        out.__dict__["satrecs"] = tuple(sats)  # already built while checking the elements
+        return out
 
     @classmethod
     def from_file(cls, path: str | Path, **kw: float) -> TleConstellation:
