@@ -10,9 +10,7 @@ re-assignment grid, so chunks are independent and run in parallel processes.
 
 from __future__ import annotations
 
-import multiprocessing
-from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -29,16 +27,16 @@ from skyfleet.links._geometry import (
     IntArray,
     fiber_one_way_ms,
     great_circle_km,
+    laser_links_ms,
     max_slant_range_km,
-    segment_clears_earth,
     vacuum_ms,
     visible_pairs,
 )
+from skyfleet.links._parallel import Progress, execute
 from skyfleet.orbits import Constellation, geodetic_to_ecef, up_vector
 
 Mode = Literal["isl", "bent-pipe", "best"]
 MODES: tuple[str, ...] = ("isl", "bent-pipe", "best")
-Progress = Callable[[int], None]
 _EPS_MS = 1e-9  # csgraph drops explicit zeros; keep zero-length legs as edges
 
 
@@ -103,7 +101,7 @@ class _Job:
     min_el: float
     max_range_km: float
     use_isl: bool
-    bound_searches: bool = True
+    search_margin: float | None = 1.25
 
 
 def decision_steps(
@@ -181,10 +179,7 @@ def _graph_costs(job: _Job, sat: FloatArray, tree: cKDTree, limits: FloatArray) 
             cost[d, si[pick]] = val[pick]
             gw[d, si[pick]] = gi[pick]
         return _Costs(cost, None, gw)
-    a, b = job.isl[:, 0], job.isl[:, 1]
-    ok = segment_clears_earth(sat[:, a], sat[:, b])
-    isl_ms = vacuum_ms(np.linalg.norm(sat[:, a] - sat[:, b], axis=0))[ok]
-    a, b = a[ok], b[ok]
+    a, b, isl_ms = laser_links_ms(sat, job.isl)
     supers = n + n_gw + np.arange(n_dest)
     rows = [a, b, n + gi, np.repeat(supers, n_gw)]
     cols = [b, a, si, np.tile(n + np.arange(n_gw), n_dest)]
@@ -266,14 +261,15 @@ def _select(
 
 
 def _next_limits(
-    cost: FloatArray, src_dest: IntArray, current: IntArray, has: NDArray[np.bool_]
+    cost: FloatArray, src_dest: IntArray, current: IntArray, has: NDArray[np.bool_], margin: float
 ) -> FloatArray:
-    """Search limits for the next step: 25% (and 1 ms) above the largest satellite-to-destination
-    delay any source used now; unbounded for a destination none of whose sources had a path."""
+    """Search limits for the next step: ``margin`` times (plus 1 ms) the largest
+    satellite-to-destination delay any source used now; unbounded for a destination none of whose
+    sources had a path."""
     limits = np.full(cost.shape[0], -np.inf)
     used = np.flatnonzero(has)
     np.maximum.at(limits, src_dest[used], cost[src_dest[used], current[used]])
-    return np.where(np.isfinite(limits), 1.25 * limits + 1.0, np.inf)
+    return np.where(np.isfinite(limits), margin * limits + 1.0, np.inf)
 
 
 def _run(job: _Job) -> dict[str, Any]:
@@ -293,6 +289,7 @@ def _run(job: _Job) -> dict[str, Any]:
     paths: list[list[tuple[int, ...]]] = [[() for _ in range(P)] for _ in range(T)]
     current = np.full(P, -1, dtype=np.int64)
     limits = np.full(g.fiber_ms.shape[0], np.inf)  # first step of a chunk: unbounded searches
+    reruns = 0
     for k in range(T):
         sat = np.nan_to_num(pos[:, :, k], nan=1e9)  # a failed propagation is out of everyone's view
         tree = cKDTree(sat.T)
@@ -317,6 +314,7 @@ def _run(job: _Job) -> dict[str, Any]:
             redo = np.unique(g.src_dest[unproven & np.isfinite(lim)])
             for d in redo:
                 costs.exact(int(d))
+            reruns += redo.size
             if redo.size:
                 pick = _select(
                     pi, si, up, costs.cost[g.src_dest[pi], si], current, bool(job.decide[k]), P
@@ -325,8 +323,8 @@ def _run(job: _Job) -> dict[str, Any]:
         has = np.isfinite(now_tot)
         rtt[k, has] = 2.0 * now_tot[has]
         serving[k] = np.where(has, current, -1)
-        if costs.graph is not None and job.bound_searches:
-            limits = _next_limits(costs.cost, g.src_dest, current, has)
+        if costs.graph is not None and job.search_margin is not None:
+            limits = _next_limits(costs.cost, g.src_dest, current, has, job.search_margin)
         pred, gw = costs.pred, costs.gw
         for p in np.flatnonzero(has):
             sats, gwy = _path(job, n, int(g.src_dest[p]), int(current[p]), pred, gw)
@@ -341,33 +339,8 @@ def _run(job: _Job) -> dict[str, Any]:
         "hops": hops,
         "visible": visible,
         "paths": paths,
+        "exact_reruns": reruns,
     }
-
-
-def execute(
-    fn: Callable[[Any], dict[str, Any]],
-    jobs: Sequence[Any],
-    steps: Sequence[int],
-    workers: int,
-    progress: Progress | None,
-) -> list[dict[str, Any]]:
-    """Run ``fn`` over ``jobs`` (in ``workers`` spawned processes when above 1), in order,
-    reporting each job's ``steps`` to ``progress`` as it finishes."""
-    results: list[dict[str, Any] | None] = [None] * len(jobs)
-    if workers <= 1 or len(jobs) == 1:
-        for i, job in enumerate(jobs):
-            results[i] = fn(job)
-            if progress:
-                progress(steps[i])
-    else:
-        ctx = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
-            futures = {pool.submit(fn, job): i for i, job in enumerate(jobs)}
-            for fut in as_completed(futures):
-                results[futures[fut]] = fut.result()
-                if progress:
-                    progress(steps[futures[fut]])
-    return [r for r in results if r is not None]
 
 
 def run_links(
@@ -382,16 +355,17 @@ def run_links(
     workers: int = 1,
     progress: Progress | None = None,
     chunk_steps: int = 64,
-    bound_searches: bool = True,
+    search_margin: float | None = 1.25,
 ) -> dict[str, Any]:
     """Run the engine. Sources are tracks ``(P, T)`` of latitude and longitude (degrees), each
     with a destination index into ``destinations`` (``(lat, lon, terminal)``). Returns arrays
     ``(T, P)``: ``rtt_ms`` (NaN without a path), ``sat``, ``gateway`` (-1 when none), ``hops``,
     ``visible``, and ``paths`` (per step, per source, when ``opts.detail``).
 
-    ``bound_searches`` lets each step's laser-link searches stop a little beyond the delays the
-    sources needed at the last step (re-running any that cannot be proven exact); the results
-    are the same either way, only faster."""
+    ``search_margin`` lets each step's laser-link searches stop at that multiple (plus 1 ms) of
+    the delays the sources needed at the last step, re-running any search whose answer cannot be
+    proven exact (counted in ``exact_reruns``); ``None`` searches without bound. The results are
+    the same either way, only the time differs."""
     isl = constellation.isl_pairs()
     use_isl = opts.mode != "bent-pipe" and isl.size > 0
     if opts.mode == "isl" and isl.size == 0:
@@ -437,7 +411,7 @@ def run_links(
                 min_el,
                 max_range,
                 use_isl,
-                bound_searches,
+                search_margin,
             )
         )
     parts = execute(_run, jobs, [j.times.size for j in jobs], workers, progress)
@@ -447,4 +421,5 @@ def run_links(
     }
     out["paths"] = [row for p in parts for row in p["paths"]]
     out["decide"] = decide
+    out["exact_reruns"] = sum(int(p["exact_reruns"]) for p in parts)
     return out

@@ -109,3 +109,12 @@ def segment_clears_earth(
     )
     closest = a_km + ab * t
     return np.asarray(np.einsum("ij,ij->j", closest, closest) >= (R_EARTH_KM + clearance_km) ** 2)
+
+
+def laser_links_ms(sat_km: FloatArray, pairs: IntArray) -> tuple[IntArray, IntArray, FloatArray]:
+    """The laser links usable at one step: the index pairs ``(E, 2)`` whose line stays clear of
+    the atmosphere (see :func:`segment_clears_earth`), as end indices and one-way delay, ms."""
+    a, b = pairs[:, 0], pairs[:, 1]
+    ok = segment_clears_earth(sat_km[:, a], sat_km[:, b])
+    a, b = a[ok], b[ok]
+    return a, b, vacuum_ms(np.linalg.norm(sat_km[:, a] - sat_km[:, b], axis=0))

@@ -17,15 +17,15 @@ from scipy.sparse import csr_matrix
 from scipy.sparse.csgraph import dijkstra
 from scipy.spatial import cKDTree
 
-from skyfleet.links._engine import Progress, execute
 from skyfleet.links._geometry import (
     FloatArray,
     IntArray,
+    laser_links_ms,
     max_slant_range_km,
-    segment_clears_earth,
     vacuum_ms,
     visible_pairs,
 )
+from skyfleet.links._parallel import Progress, execute
 from skyfleet.orbits import Constellation, geodetic_to_ecef, up_vector
 
 
@@ -55,10 +55,7 @@ def pairs_step(
     n, g = sat.shape[1], gs_ecef.shape[1]
     tree = cKDTree(sat.T)
     gi, si, rng = visible_pairs(tree, sat, gs_ecef, gs_up, min_el, max_range_km)
-    a, b = isl[:, 0], isl[:, 1]
-    ok = segment_clears_earth(sat[:, a], sat[:, b])
-    a, b = a[ok], b[ok]
-    isl_ms = vacuum_ms(np.linalg.norm(sat[:, a] - sat[:, b], axis=0))
+    a, b, isl_ms = laser_links_ms(sat, isl)
     link_ms = vacuum_ms(rng)
     # Nodes: satellites [0, n), stations as sources [n, n+g), stations as sinks [n+g, n+2g).
     rows = np.concatenate([a, b, n + gi, si])

@@ -9,8 +9,9 @@ from typing import Any
 import numpy as np
 
 from skyfleet.errors import LinkConfigError
-from skyfleet.links._engine import LinkOptions, Progress, run_links
+from skyfleet.links._engine import LinkOptions, run_links
 from skyfleet.links._geometry import FloatArray, IntArray, fiber_one_way_ms, great_circle_km
+from skyfleet.links._parallel import Progress
 from skyfleet.links._places import Place, gateways
 from skyfleet.links._routes import Route
 from skyfleet.orbits import Constellation
