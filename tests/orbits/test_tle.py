@@ -191,3 +191,18 @@ def test_tle_link_series_in_parallel_workers_matches_one_process():
     one = link_series(*args, workers=1)
     two = link_series(*args, workers=2)
     np.testing.assert_array_equal(one.sat, two.sat)
+
+
+def test_isl_inference_keeps_neighbouring_shells_apart():
+    """Starlink Gen1's first two shells differ by 0.2 deg of inclination and 10 km of altitude:
+    each is its own +Grid, and no laser link joins the two."""
+    a = WalkerShell("A", 550.0, 53.0, 10, 10)
+    b = WalkerShell("B", 540.0, 53.2, 10, 10, raan0_deg=2.5)
+    c = TleConstellation.from_text(walker_catalogue(a) + "\n" + walker_catalogue(b))
+    pairs = c.isl_pairs()
+    in_a = pairs < a.size
+    assert np.all(in_a[:, 0] == in_a[:, 1])
+    assert np.all(np.bincount(pairs.ravel(), minlength=c.size) == 4)
+    assert {tuple(p) for p in pairs[in_a[:, 0]].tolist()} == {
+        tuple(p) for p in a.isl_pairs().tolist()
+    }

@@ -181,34 +181,36 @@ class TleConstellation:
                 np.einsum("ij,ij->j", np.cross(h, nvec, axis=0), r), np.einsum("ij,ij->j", nvec, r)
             )
         )
-        idx = np.flatnonzero(ok)
+        sma_km = np.array([sat.a for sat in self.satrecs]) * 6378.135
         pairs: list[tuple[int, int]] = []
-        # Planes: same inclination (1-degree bins), nodes within 1 degree of each other.
-        for inc_bin in np.unique(np.round(inc[idx])):
-            members = idx[np.round(inc[idx]) == inc_bin]
-            members = members[np.argsort(node[members])]
-            cuts = np.flatnonzero(np.diff(node[members]) > 1.0) + 1
-            planes = [p[np.argsort(u[p])] for p in np.split(members, cuts)]
-            if len(planes) > 1 and (node[planes[0][0]] + 360.0 - node[planes[-1][-1]]) <= 1.0:
-                planes[0] = np.concatenate([planes[-1], planes[0]])  # a plane that straddles 0/360
-                planes[0] = planes[0][np.argsort(u[planes[0]])]
-                planes.pop()
-            for k, plane in enumerate(planes):
-                if plane.size > 1:
-                    pairs += list(zip(plane.tolist(), np.roll(plane, -1).tolist(), strict=True))
-                nxt = planes[(k + 1) % len(planes)]
-                if len(planes) > 1 and nxt is not plane:
-                    gap = (u[nxt][None, :] - u[plane][:, None] + 180.0) % 360.0 - 180.0
-                    pairs += list(
-                        zip(
-                            plane.tolist(),
-                            nxt[np.argmin(np.abs(gap), axis=1)].tolist(),
-                            strict=True,
-                        )
-                    )
+        # Shells: inclinations within 0.1 degree and semi-major axes within 5 km; then planes:
+        # nodes within 1 degree of each other (one plane may straddle 0/360).
+        for by_inc in _split_sorted(np.flatnonzero(ok), inc, 0.1):
+            for shell in _split_sorted(by_inc, sma_km, 5.0):
+                groups = _split_sorted(shell, node, 1.0)
+                if (
+                    len(groups) > 1
+                    and node[groups[0]].min() + 360.0 - node[groups[-1]].max() <= 1.0
+                ):
+                    groups[0] = np.concatenate([groups.pop(), groups[0]])
+                planes = [g[np.argsort(u[g])] for g in groups]
+                for k, plane in enumerate(planes):
+                    if plane.size > 1:
+                        pairs += list(zip(plane.tolist(), np.roll(plane, -1).tolist(), strict=True))
+                    nxt = planes[(k + 1) % len(planes)]
+                    if len(planes) > 1:
+                        gap = (u[nxt][None, :] - u[plane][:, None] + 180.0) % 360.0 - 180.0
+                        near = nxt[np.argmin(np.abs(gap), axis=1)]
+                        pairs += list(zip(plane.tolist(), near.tolist(), strict=True))
         if not pairs:
             return np.zeros((0, 2), dtype=np.int64)
         out = np.unique(np.sort(np.array(pairs, dtype=np.int64), axis=1), axis=0)
         out = out[out[:, 0] != out[:, 1]]
         length = np.linalg.norm(r[:, out[:, 0]] - r[:, out[:, 1]], axis=0)
         return np.asarray(out[length <= self.max_isl_km], dtype=np.int64)
+
+
+def _split_sorted(idx: IntArray, key: FloatArray, gap: float) -> list[IntArray]:
+    """Split ``idx`` sorted by ``key`` wherever consecutive keys differ by more than ``gap``."""
+    order = idx[np.argsort(key[idx], kind="stable")]
+    return list(np.split(order, np.flatnonzero(np.diff(key[order]) > gap) + 1))
