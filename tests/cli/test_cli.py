@@ -389,3 +389,32 @@ def test_a_window_that_is_not_a_whole_number_of_steps_keeps_its_length(
     s = json.loads(out)
     assert s["duration_s"] == 100.0 and s["steps"] == 7
     assert s["gaps"] == [{"start_s": 0.0, "end_s": 100.0}]
+
+
+def test_old_tles_for_the_window_get_a_warning(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    f = tmp_path / "iss.tle"
+    f.write_text(
+        "ISS (ZARYA)\n"
+        "1 25544U 98067A   20194.88612269 -.00000218  00000-0 -11606-4 0  9999\n"
+        "2 25544  51.6461 221.2784 0001413  89.1723 280.4612 15.49507896236008\n"
+    )
+    base = [
+        "link",
+        "--tle",
+        str(f),
+        "--from",
+        "0,0",
+        "--to",
+        "aws:us-east-1",
+        "--mode",
+        "bent-pipe",
+        "--duration",
+        "10m",
+        "--json",
+    ]
+    code, _, err = run([*base, "--start", "2020-07-13T00:00:00Z"], capsys)
+    assert code == 0 and "warning" not in err
+    code, _, err = run([*base, "--start", "2026-01-01T00:00:00Z"], capsys)
+    assert code == 0 and "warning: some TLEs are 1998 days from the start time" in err

@@ -59,6 +59,7 @@ places_app = typer.Typer(
     help="Named places: cloud regions, gateways, points of presence, cities.", no_args_is_help=True
 )
 
+STALE_TLE_DAYS = 14.0
 _SPARK = "▁▂▃▄▅▆▇█"
 
 
@@ -225,6 +226,14 @@ def link(
         detail=out_file is not None,
     )
     con = load_constellation(constellation, tle, min_elevation)
+    if isinstance(con, TleConstellation):
+        days = float(np.max(np.abs(con.epochs_unix_s - start_s))) / 86_400.0
+        if days > STALE_TLE_DAYS:
+            err.print(
+                f"[yellow]warning:[/] some TLEs are {days:.0f} days from the start time; SGP4 "
+                "drifts by kilometres per day, so use recent elements or --start near their epoch",
+                soft_wrap=True,
+            )
     steps = time_grid(start_s, duration_s, step_s).size
     with progress_bar(
         steps, f"{con.name}: {steps} steps", enabled=steps * con.size > 2_000_000

@@ -157,17 +157,23 @@ class TleConstellation:
         out = teme_to_ecef(r, t[None, :])
         return out[..., 0] if scalar else out
 
+    @property
+    def epochs_unix_s(self) -> FloatArray:
+        """Epoch of each element set, UTC unix seconds."""
+        return np.array(
+            [(s.jdsatepoch - 2_440_587.5 + s.jdsatepochF) * 86_400.0 for s in self.satrecs]
+        )
+
     def isl_pairs(self, t_unix_s: float | None = None) -> IntArray:
         """Infer a +Grid of laser links from the orbits at ``t_unix_s`` (default: the newest epoch).
 
-        Satellites are grouped into planes by inclination and node (within 1 degree), ordered by
-        argument of latitude; each links to the next in its plane and to the nearest in argument of
-        latitude in the next plane of the same inclination. Links over ``max_isl_km`` are dropped.
+        Satellites are grouped into shells by inclination (within 0.1 degree) and semi-major axis
+        (within 5 km), into planes by node (within 1 degree), and ordered by argument of latitude;
+        each links to the next in its plane and to the nearest in argument of latitude in the next
+        plane of its shell. Links over ``max_isl_km`` are dropped.
         """
         if t_unix_s is None:
-            t_unix_s = max(
-                (s.jdsatepoch - 2_440_587.5 + s.jdsatepochF) * 86_400.0 for s in self.satrecs
-            )
+            t_unix_s = float(self.epochs_unix_s.max())
         _, r, v = self._teme(t_unix_s)
         r, v = r[..., 0], v[..., 0]
         ok = np.isfinite(r).all(axis=0)
