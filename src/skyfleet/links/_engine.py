@@ -388,7 +388,7 @@ def run_links(
         gw_up=up_vector(gw[:, 0], gw[:, 1]),
         dest_ecef=geodetic_to_ecef(dest[:, 0], dest[:, 1]),
         dest_up=up_vector(dest[:, 0], dest[:, 1]),
-        dest_terminal=np.asarray([bool(d[2]) for d in destinations]),
+        dest_terminal=np.asarray([bool(d[2]) for d in destinations], dtype=np.bool_),
         fiber_ms=np.asarray(fiber).reshape(len(dest), len(gw)),
         src_lat=src_lat,
         src_lon=src_lon,

@@ -100,7 +100,7 @@ def link_series_many(
             lat[i], lon[i] = src.lat_deg, src.lon_deg
     dest_keys = list(dict.fromkeys((d.lat_deg, d.lon_deg, d.terminal) for d in destinations))
     src_dest = np.asarray(
-        [dest_keys.index((d.lat_deg, d.lon_deg, d.terminal)) for d in destinations]
+        [dest_keys.index((d.lat_deg, d.lon_deg, d.terminal)) for d in destinations], dtype=np.int64
     )
     gws = gateways()
     res = run_links(

@@ -173,7 +173,7 @@ class TleConstellation:
         plane of its shell. Links over ``max_isl_km`` are dropped.
         """
         if t_unix_s is None:
-            t_unix_s = float(self.epochs_unix_s.max())
+            t_unix_s = float(np.max(self.epochs_unix_s))
         _, r, v = self._teme(t_unix_s)
         r, v = r[..., 0], v[..., 0]
         ok = np.isfinite(r).all(axis=0)
