@@ -186,30 +186,31 @@ def test_link_reads_a_tle_catalogue(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert json.loads(out)["constellation"] == "iss"
 
 
+PARIS = ["--from", "city:Paris", "--to", "aws:us-east-1"]
 BAD = [
     (["--from", "95,0", "--to", "aws:us-east-1"], "latitude 95"),
     (["--from", "city:Paris", "--to", "aws:us-east-9"], "unknown cloud region"),
     (
-        ["--from", "city:Paris", "--to", "aws:us-east-1", "--step", "0s"],
+        [*PARIS, "--step", "0s"],
         "--step must be greater than zero",
     ),
-    (["--from", "city:Paris", "--to", "aws:us-east-1", "--step", "-15s"], "cannot read step"),
+    ([*PARIS, "--step", "-15s"], "cannot read step"),
     (
-        ["--from", "city:Paris", "--to", "aws:us-east-1", "--duration", "two hours"],
+        [*PARIS, "--duration", "two hours"],
         "cannot read duration",
     ),
     (
-        ["--from", "city:Paris", "--to", "aws:us-east-1", "--start", "yesterday"],
+        [*PARIS, "--start", "yesterday"],
         "cannot read start time",
     ),
-    (["--from", "city:Paris", "--to", "aws:us-east-1", "-c", "starlonk"], "unknown constellation"),
-    (["--from", "city:Paris", "--to", "aws:us-east-1", "--mode", "laser"], "unknown mode"),
+    ([*PARIS, "-c", "starlonk"], "unknown constellation"),
+    ([*PARIS, "--mode", "laser"], "unknown mode"),
     (
-        ["--from", "city:Paris", "--to", "aws:us-east-1", "--out", "x.txt"],
+        [*PARIS, "--out", "x.txt"],
         "must end in .csv or .parquet",
     ),
     (
-        ["--from", "city:Paris", "--to", "aws:us-east-1", "--out", "/nonexistent/x.csv"],
+        [*PARIS, "--out", "/nonexistent/x.csv"],
         "does not exist",
     ),
     (["--to", "aws:us-east-1"], "exactly one of --from"),
@@ -217,36 +218,36 @@ BAD = [
     (["--from", "nan,nan", "--to", "aws:us-east-1"], "latitude nan"),
     (["--from", "abc", "--to", "aws:us-east-1"], "cannot read place 'abc'"),
     (
-        ["--from", "city:Paris", "--to", "aws:us-east-1", "--duration", "0"],
+        [*PARIS, "--duration", "0"],
         "--duration must be greater than zero",
     ),
     (
-        ["--from", "city:Paris", "--to", "aws:us-east-1", "--start", "2026-13-01"],
+        [*PARIS, "--start", "2026-13-01"],
         "cannot read start time",
     ),
     (
-        ["--from", "city:Paris", "--to", "aws:us-east-1", "--fiber-inflation", "inf"],
+        [*PARIS, "--fiber-inflation", "inf"],
         "fiber inflation must be a number >= 1",
     ),
     (
-        ["--from", "city:Paris", "--to", "aws:us-east-1", "--fiber-inflation", "0.5"],
+        [*PARIS, "--fiber-inflation", "0.5"],
         "fiber inflation must be a number >= 1",
     ),
     (
-        ["--from", "city:Paris", "--to", "aws:us-east-1", "--min-elevation", "95"],
+        [*PARIS, "--min-elevation", "95"],
         "minimum elevation must be in 0..90",
     ),
     (
-        ["--from", "city:Paris", "--to", "aws:us-east-1", "--out", "/proc/x.csv"],
+        [*PARIS, "--out", "/proc/x.csv"],
         "cannot write there",
     ),
     (
-        ["--from", "city:Paris", "--to", "aws:us-east-1", "--plot", "/nonexistent/x.png"],
+        [*PARIS, "--plot", "/nonexistent/x.png"],
         "does not exist",
     ),
-    (["--from", "city:Paris", "--to", "aws:us-east-1", "--plot", "x.svg"], "must end in .png"),
+    ([*PARIS, "--plot", "x.svg"], "must end in .png"),
     (["--route", "/", "--to", "aws:us-east-1"], "cannot read route file"),
-    (["--from", "city:Paris", "--to", "aws:us-east-1", "--bogus"], "No such option"),
+    ([*PARIS, "--bogus"], "No such option"),
 ]
 
 
