@@ -33,7 +33,7 @@ from skyfleet.links._geometry import (
     visible_pairs,
 )
 from skyfleet.links._parallel import Progress, execute
-from skyfleet.orbits import Constellation, geodetic_to_ecef, up_vector
+from skyfleet.orbits import Constellation, check_min_elevation, geodetic_to_ecef, up_vector
 
 Mode = Literal["isl", "bent-pipe", "best"]
 MODES: tuple[str, ...] = ("isl", "bent-pipe", "best")
@@ -47,9 +47,9 @@ class LinkOptions:
     ``mode``: ``isl`` (laser links allowed), ``bent-pipe`` (one satellite between the place and
     a gateway) or ``best`` (the lower delay of the two at each step). A laser path may use no
     laser link at all, so ``isl`` already includes every bent-pipe path; ``best`` differs from
-    ``isl`` only for a constellation without laser links, where it falls back to bent-pipe. ``fiber_inflation`` scales
-    great-circle distance to terrestrial route length for every fiber leg. The serving satellite
-    is re-decided every ``reassign_s`` seconds, at ``reassign_offset_s`` past each minute's grid
+    ``isl`` only for a constellation without laser links, where it falls back to bent-pipe.
+    ``fiber_inflation`` scales great-circle distance to terrestrial route length for every fiber
+    leg. The serving satellite is re-decided every ``reassign_s`` seconds, at ``reassign_offset_s`` past each minute's grid
     (Starlink re-allocates at 12, 27, 42 and 57 s), and at once when it is lost.
     """
 
@@ -69,10 +69,8 @@ class LinkOptions:
             )
         if not (np.isfinite(self.reassign_s) and self.reassign_s > 0):
             raise LinkConfigError(f"reassign_s must be > 0, got {self.reassign_s}")
-        if self.min_elevation_deg is not None and not 0.0 <= self.min_elevation_deg < 90.0:
-            raise LinkConfigError(
-                f"minimum elevation must be in 0..90 degrees, got {self.min_elevation_deg}"
-            )
+        if self.min_elevation_deg is not None:
+            check_min_elevation(self.min_elevation_deg)
 
 
 @dataclass(frozen=True)

@@ -24,8 +24,8 @@ class LinkSeries:
     """The link from one source to one destination, step by step.
 
     The window is ``[0, duration_s)`` seconds after ``start_unix_s``. Arrays have one entry per
-    step: ``t_s`` (seconds after ``start_unix_s``), ``rtt_ms`` (round
-    trip, NaN when there is no path), ``sat`` (serving satellite index, -1 when none), ``gateway``
+    step: ``t_s`` (seconds after ``start_unix_s``), ``rtt_ms`` (round trip, NaN when there is no
+    path), ``sat`` (serving satellite index, -1 when none), ``gateway``
     (index into :func:`~skyfleet.links.gateways`, -1 when the path does not use one), ``hops``
     (radio and laser links on the path: up-link, laser links, down-link; 0 without a path),
     ``visible`` (satellites above the minimum elevation), and the source's position. Fiber figures

@@ -13,7 +13,13 @@ scalar or an array; positions are Earth-fixed (ECEF) km with shape ``(3, N)`` or
 from __future__ import annotations
 
 from skyfleet.orbits._constants import C_KM_S, J2, MU_KM3_S2, R_EARTH_KM
-from skyfleet.orbits._constellation import Constellation, WalkerConstellation, preset, preset_names
+from skyfleet.orbits._constellation import (
+    Constellation,
+    WalkerConstellation,
+    check_min_elevation,
+    preset,
+    preset_names,
+)
 from skyfleet.orbits._frames import geodetic_to_ecef, gmst_rad, teme_to_ecef, up_vector
 from skyfleet.orbits._tle import TleConstellation, parse_tle
 from skyfleet.orbits._walker import WalkerShell
@@ -27,6 +33,7 @@ __all__ = [
     "TleConstellation",
     "WalkerConstellation",
     "WalkerShell",
+    "check_min_elevation",
     "geodetic_to_ecef",
     "gmst_rad",
     "parse_tle",

@@ -16,6 +16,7 @@ from numpy.typing import ArrayLike
 from sgp4.api import Satrec, SatrecArray
 
 from skyfleet.errors import TLEError
+from skyfleet.orbits._constants import UNIX_EPOCH_JD
 from skyfleet.orbits._constellation import check_min_elevation
 from skyfleet.orbits._frames import FloatArray, jd_from_unix, teme_to_ecef
 from skyfleet.orbits._walker import IntArray
@@ -161,7 +162,7 @@ class TleConstellation:
     def epochs_unix_s(self) -> FloatArray:
         """Epoch of each element set, UTC unix seconds."""
         return np.array(
-            [(s.jdsatepoch - 2_440_587.5 + s.jdsatepochF) * 86_400.0 for s in self.satrecs]
+            [(s.jdsatepoch - UNIX_EPOCH_JD + s.jdsatepochF) * 86_400.0 for s in self.satrecs]
         )
 
     def isl_pairs(self, t_unix_s: float | None = None) -> IntArray:
