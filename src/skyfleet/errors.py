@@ -11,22 +11,40 @@ and exits with status 2.
     ├── OrbitsError
     │   ├── UnknownConstellationError    a preset name that does not exist
     │   └── TLEError                     a TLE catalogue that is empty or malformed
-    └── LinksError
-        ├── PlaceError                   a place that cannot be resolved (bad LAT,LON, unknown name)
-        ├── RouteError                   a route file that cannot be read
-        └── LinkConfigError              a link query with impossible parameters (step <= 0, ...)
+    ├── LinksError
+    │   ├── PlaceError                   a place that cannot be resolved (bad LAT,LON, unknown name)
+    │   ├── RouteError                   a route file that cannot be read
+    │   └── LinkConfigError              a link query with impossible parameters (step <= 0, ...)
+    ├── RolloutError
+    │   ├── FilterError                  a group filter or percentage that does not parse
+    │   ├── ReleaseError                 a release that cannot be created (duplicate version, ...)
+    │   ├── ArtifactError                an upload whose bytes do not match its declared hash
+    │   ├── NotFoundError                an unknown device, release, rollout, action or artifact
+    │   ├── ConflictError                an operation the current state forbids (start twice, ...)
+    │   └── DeviceAuthError              a device request without a valid token
+    ├── StoreError                       a database that cannot be opened or has a newer schema
+    └── ApiError                         a server that refused a request or cannot be reached
 """
 
 from __future__ import annotations
 
 __all__ = [
+    "ApiError",
+    "ArtifactError",
+    "ConflictError",
+    "DeviceAuthError",
+    "FilterError",
     "InputError",
     "LinkConfigError",
     "LinksError",
+    "NotFoundError",
     "OrbitsError",
     "PlaceError",
+    "ReleaseError",
+    "RolloutError",
     "RouteError",
     "SkyfleetError",
+    "StoreError",
     "TLEError",
     "UnknownConstellationError",
 ]
@@ -66,3 +84,39 @@ class RouteError(LinksError, ValueError):
 
 class LinkConfigError(LinksError, ValueError):
     """A link query with parameters that cannot work (a step of zero, an empty window, ...)."""
+
+
+class RolloutError(SkyfleetError):
+    """Base of the errors of :mod:`skyfleet.rollout` and of the services built on it."""
+
+
+class FilterError(RolloutError, ValueError):
+    """A rollout group (filter, percentage, thresholds) that does not parse or cannot work."""
+
+
+class ReleaseError(RolloutError, ValueError):
+    """A release that cannot be created: a version already taken, no artifacts, bad rules."""
+
+
+class ArtifactError(RolloutError, ValueError):
+    """An uploaded artifact whose bytes do not match the hash or size it was declared with."""
+
+
+class NotFoundError(RolloutError, LookupError):
+    """An unknown device, release, rollout, action or artifact."""
+
+
+class ConflictError(RolloutError):
+    """An operation the current state forbids (starting a rollout twice, resuming a cancelled one)."""
+
+
+class DeviceAuthError(RolloutError):
+    """A device request with a missing or wrong token."""
+
+
+class StoreError(SkyfleetError):
+    """A database that cannot be opened, or whose schema is newer than this skyfleet."""
+
+
+class ApiError(SkyfleetError):
+    """A request the skyfleet server refused (its message is kept), or a server not reachable."""

@@ -15,13 +15,15 @@ from skyfleet import __version__
 from skyfleet.cli._common import err, fail
 from skyfleet.cli._demo import demo
 from skyfleet.cli._links import constellation_app, link, places_app
+from skyfleet.cli._rollouts import device_app, release_app, rollout_app
+from skyfleet.cli._serve import serve
 from skyfleet.errors import SkyfleetError
 
 __all__ = ["app", "main"]
 
 app = typer.Typer(
     name="skyfleet",
-    help="Run a satellite-connected fleet: LEO links from anywhere, compared with fiber.",
+    help="Run a satellite-connected fleet: LEO links from anywhere, staged OTA rollouts.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
@@ -43,9 +45,9 @@ def _root(
         ),
     ] = False,
 ) -> None:
-    """Run a satellite-connected fleet: LEO links from anywhere, compared with fiber.
+    """Run a satellite-connected fleet: LEO links from anywhere, staged OTA rollouts.
 
-    Start with 'skyfleet demo', then 'skyfleet link --help'.
+    Start with 'skyfleet demo', then 'skyfleet link --help' or 'skyfleet serve --help'.
     """
 
 
@@ -53,6 +55,10 @@ app.command("demo")(demo)
 app.command("link")(link)
 app.add_typer(constellation_app, name="constellation")
 app.add_typer(places_app, name="places")
+app.command("serve")(serve)
+app.add_typer(device_app, name="device")
+app.add_typer(release_app, name="release")
+app.add_typer(rollout_app, name="rollout")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,99 @@
+"""``skyfleet serve``: the operator API and the hawkBit DDI device API on one port."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from skyfleet.cli._common import err, parse_duration
+from skyfleet.errors import InputError
+from skyfleet.server import ServerConfig, create_app
+from skyfleet.server._app import CONFIG_ENV, config_to_env
+from skyfleet.store import DEFAULT_URL, open_store
+
+__all__ = ["serve"]
+
+
+def serve(
+    host: Annotated[
+        str, typer.Option(help="Address to listen on (127.0.0.1: this machine only).")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535, help="TCP port.")] = 8000,
+    database_url: Annotated[
+        str,
+        typer.Option(
+            "--database-url",
+            envvar="SKYFLEET_DATABASE_URL",
+            help="sqlite:///PATH (default ./skyfleet.db) or postgresql+psycopg://USER@HOST/DB.",
+        ),
+    ] = DEFAULT_URL,
+    artifacts_dir: Annotated[
+        Path | None,
+        typer.Option(
+            help="Where uploaded artifacts are kept (default: skyfleet-artifacts/ beside the database)."
+        ),
+    ] = None,
+    tenant: Annotated[str, typer.Option(help="The hawkBit tenant in device URLs.")] = "DEFAULT",
+    poll: Annotated[
+        str, typer.Option(help="Polling interval told to devices, e.g. 5m or 30s.")
+    ] = "5m",
+    gateway_token: Annotated[
+        str | None,
+        typer.Option(
+            envvar="SKYFLEET_GATEWAY_TOKEN",
+            help="DDI gateway token: unknown devices that present it are registered on first poll.",
+        ),
+    ] = None,
+    workers: Annotated[
+        int, typer.Option(min=1, max=64, help="Server processes (PostgreSQL only).")
+    ] = 1,
+    log_level: Annotated[
+        str, typer.Option(help="uvicorn log level: warning, info, debug.")
+    ] = "info",
+) -> None:
+    """Run the server: operator API under /api/v1 (docs at /docs) and the device API.
+
+    Devices speak hawkBit DDI at /{tenant}/controller/v1/{device-id}, so SWUpdate's suricatta
+    and other hawkBit clients work unchanged. Example:
+
+      skyfleet serve --port 8000 --database-url postgresql+psycopg://postgres@127.0.0.1/fleet
+    """
+    import uvicorn
+
+    poll_s = parse_duration(poll, "polling interval")
+    if poll_s < 1:
+        raise InputError(f"polling interval {poll!r} must be at least 1 s")
+    if workers > 1 and database_url.startswith("sqlite"):
+        raise InputError("--workers > 1 needs PostgreSQL; SQLite serves from one process")
+    config = ServerConfig(
+        database_url=database_url,
+        artifacts_dir=artifacts_dir,
+        tenant=tenant,
+        poll_sleep_s=poll_s,
+        gateway_token=gateway_token,
+    )
+    # Open (create or migrate) the store once here, so schema errors are one line and exit 2.
+    open_store(database_url, artifacts_dir=artifacts_dir).close()
+    err.print(
+        f"skyfleet serving on http://{host}:{port} (database {database_url.split('@')[-1]}); "
+        f"API docs at http://{host}:{port}/docs"
+    )
+    if gateway_token is None:
+        err.print(
+            "no --gateway-token: only devices registered with 'skyfleet device register' can poll"
+        )
+    if workers > 1:
+        os.environ[CONFIG_ENV] = config_to_env(config)
+        uvicorn.run(
+            "skyfleet.server._app:app_from_env",
+            factory=True,
+            host=host,
+            port=port,
+            workers=workers,
+            log_level=log_level,
+        )
+    else:
+        uvicorn.run(create_app(config), host=host, port=port, log_level=log_level)

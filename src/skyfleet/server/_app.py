@@ -1,0 +1,84 @@
+"""The FastAPI application: the operator API, the hawkBit DDI device API, and the judge."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import time
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+from fastapi import FastAPI
+
+from skyfleet import __version__, store
+from skyfleet.server import _ddi, _operator
+from skyfleet.server._config import ServerConfig
+from skyfleet.server._errors import install_error_handlers
+from skyfleet.server._runtime import Runtime
+
+__all__ = ["CONFIG_ENV", "app_from_env", "config_to_env", "create_app"]
+
+
+def create_app(
+    config: ServerConfig | None = None,
+    *,
+    db: store.Store | None = None,
+    clock: Callable[[], float] = time.time,
+) -> FastAPI:
+    """Build the server. The store is opened (and migrated) when the app starts, unless given."""
+    config = config or ServerConfig()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if db is not None:
+            opened = db
+        else:
+            opened = await asyncio.to_thread(
+                store.open_store,
+                config.database_url,
+                artifacts_dir=config.artifacts_dir,
+                pool_size=config.pool_size,
+            )
+        runtime = Runtime(config, opened, clock)
+        app.state.runtime = runtime
+        task = asyncio.create_task(runtime.background(), name="skyfleet-judge")
+        try:
+            yield
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            await asyncio.to_thread(runtime.flush_seen)
+            if db is None:
+                opened.close()
+
+    app = FastAPI(
+        title="skyfleet",
+        version=__version__,
+        summary="Staged, health-gated over-the-air rollouts for a satellite-connected fleet.",
+        lifespan=lifespan,
+    )
+    install_error_handlers(app)
+    app.include_router(_operator.router)
+    app.include_router(_ddi.router)
+    return app
+
+
+CONFIG_ENV = "SKYFLEET_SERVE_CONFIG"
+
+
+def config_to_env(config: ServerConfig) -> str:
+    """The config as the JSON that :func:`app_from_env` reads (for ``serve --workers N``)."""
+    data = {k: getattr(config, k) for k in config.__dataclass_fields__}
+    data["artifacts_dir"] = str(config.artifacts_dir) if config.artifacts_dir else None
+    return json.dumps(data)
+
+
+def app_from_env() -> FastAPI:
+    """The app for one of several uvicorn worker processes; ``serve`` set the config for them."""
+    data = json.loads(os.environ[CONFIG_ENV])
+    if data.get("artifacts_dir"):
+        data["artifacts_dir"] = Path(data["artifacts_dir"])
+    return create_app(ServerConfig(**data))

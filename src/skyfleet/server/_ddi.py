@@ -1,0 +1,372 @@
+"""The hawkBit DDI device API, as existing device clients (SWUpdate's suricatta, ...) speak it.
+
+Routes under ``/{tenant}/controller/v1/{controller_id}``: the base poll, ``deploymentBase``,
+``feedback``, ``cancelAction``, ``installedBase``, ``configData`` and artifact downloads (with HTTP
+Range, so an interrupted download resumes). Devices authenticate with ``Authorization:
+TargetToken <token>`` or, for gateways, ``GatewayToken <token>``.
+"""
+
+from __future__ import annotations
+
+import hmac
+import random
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Header, Path, Request, Response
+from fastapi.responses import FileResponse, PlainTextResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from skyfleet import store
+from skyfleet.errors import DeviceAuthError, NotFoundError
+from skyfleet.server._runtime import Runtime
+
+__all__ = ["router"]
+
+router = APIRouter(tags=["device (hawkBit DDI)"])
+
+ControllerId = Path(pattern=r"^[^/\\\s]{1,128}$", description="the device id")
+
+
+def runtime(request: Request) -> Runtime:
+    """The server's shared state."""
+    rt: Runtime = request.app.state.runtime
+    return rt
+
+
+class _Result(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    finished: Literal["success", "failure", "none"] = "none"
+
+
+class _Status(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    execution: Literal[
+        "closed",
+        "proceeding",
+        "canceled",
+        "scheduled",
+        "rejected",
+        "resumed",
+        "downloaded",
+        "download",
+    ]
+    result: _Result = Field(default_factory=_Result)
+    details: list[str] = Field(default_factory=list)
+
+
+class Feedback(BaseModel):
+    """A DDI action feedback."""
+
+    model_config = ConfigDict(extra="allow")
+    id: str | None = None
+    time: str | None = None
+    status: _Status
+
+
+class ConfigData(BaseModel):
+    """DDI ``configData``: attributes the device reports (``mode``: merge, replace or remove)."""
+
+    model_config = ConfigDict(extra="allow")
+    mode: Literal["merge", "replace", "remove"] = "merge"
+    data: dict[str, Any] = Field(default_factory=dict)
+
+
+def _sleep_text(seconds: float) -> str:
+    seconds = max(1, round(seconds))
+    return f"{seconds // 3600:02d}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
+
+
+def _authenticate(
+    rt: Runtime, tenant: str, controller_id: str, authorization: str | None
+) -> dict[str, Any] | None:
+    """The device row (None for an unknown device that presented the gateway token)."""
+    if tenant.lower() != rt.config.tenant.lower():
+        raise NotFoundError(f"unknown tenant {tenant!r}")
+    scheme, _, token = (authorization or "").partition(" ")
+    token = token.strip()
+    gateway = rt.config.gateway_token
+    is_gateway = (
+        scheme == "GatewayToken"
+        and gateway is not None
+        and hmac.compare_digest(token.encode(), gateway.encode())
+    )
+    with rt.store.begin() as conn:
+        try:
+            device = store.get_device(conn, controller_id)
+        except NotFoundError:
+            if is_gateway:
+                return None
+            raise DeviceAuthError(
+                "missing or wrong device token: send 'Authorization: TargetToken <token>'"
+            ) from None
+    if is_gateway or (scheme == "TargetToken" and store.token_matches(token, device["token_hash"])):
+        return device
+    raise DeviceAuthError(
+        "missing or wrong device token: send 'Authorization: TargetToken <token>'"
+    )
+
+
+def _register_unknown(rt: Runtime, controller_id: str) -> None:
+    with rt.store.begin() as conn:
+        store.register_devices(
+            conn,
+            rt.clock(),
+            [store.NewDevice(controller_id, hw="unknown")],
+            actor="gateway",
+        )
+
+
+def _device(
+    request: Request,
+    tenant: str,
+    controller_id: str = ControllerId,
+    authorization: str | None = Header(default=None),
+) -> dict[str, Any]:
+    rt = runtime(request)
+    device = _authenticate(rt, tenant, controller_id, authorization)
+    if device is None:
+        _register_unknown(rt, controller_id)
+        with rt.store.begin() as conn:
+            device = store.get_device(conn, controller_id)
+    return device
+
+
+Device = Annotated[dict[str, Any], Depends(_device)]
+
+
+def _base(request: Request, tenant: str, controller_id: str) -> str:
+    return f"{str(request.base_url).rstrip('/')}/{tenant}/controller/v1/{controller_id}"
+
+
+@router.get("/{tenant}/controller/v1/{controller_id}", summary="Base poll")
+def poll(request: Request, tenant: str, controller_id: str, device: Device) -> dict[str, Any]:
+    """What the device should do next, and when to poll again."""
+    rt = runtime(request)
+    now = rt.clock()
+    jitter = 1.0 + rt.config.poll_jitter * (2.0 * random.random() - 1.0)
+    body: dict[str, Any] = {
+        "config": {"polling": {"sleep": _sleep_text(rt.config.poll_sleep_s * jitter)}},
+        "_links": {},
+    }
+    links = body["_links"]
+    base = _base(request, tenant, controller_id)
+    with rt.store.begin() as conn:
+        offer = store.offered_action(conn, controller_id)
+        installed = store.installed_action(conn, controller_id) if offer is None else None
+    if offer is not None and offer.cancel:
+        links["cancelAction"] = {"href": f"{base}/cancelAction/{offer.action_id}"}
+    elif offer is not None:
+        links["deploymentBase"] = {
+            "href": f"{base}/deploymentBase/{offer.action_id}?c={offer.state.value}"
+        }
+    if installed is not None:
+        links["installedBase"] = {"href": f"{base}/installedBase/{installed}"}
+    if device["last_seen"] is None:
+        links["configData"] = {"href": f"{base}/configData"}
+    rt.seen(controller_id, now)
+    return body
+
+
+def _deployment_body(
+    request: Request, tenant: str, controller_id: str, dep: dict[str, Any], history: str
+) -> dict[str, Any]:
+    base = _base(request, tenant, controller_id)
+    artifacts = []
+    for art in dep["artifacts"]:
+        href = f"{base}/softwaremodules/{dep['release_id']}/artifacts/{art['filename']}"
+        artifacts.append(
+            {
+                "filename": art["filename"],
+                "hashes": {"sha1": art["sha1"], "md5": art["md5"], "sha256": art["sha256"]},
+                "size": art["size"],
+                "_links": {
+                    "download-http": {"href": href},
+                    "md5sum-http": {"href": href + ".MD5SUM"},
+                },
+            }
+        )
+    return {
+        "id": str(dep["action_id"]),
+        "deployment": {
+            "download": "forced",
+            "update": "forced",
+            "chunks": [
+                {
+                    "part": "os",
+                    "version": dep["version"],
+                    "name": dep["version"],
+                    "artifacts": artifacts,
+                }
+            ],
+        },
+        "actionHistory": {"status": history, "messages": []},
+    }
+
+
+@router.get(
+    "/{tenant}/controller/v1/{controller_id}/deploymentBase/{action_id}",
+    summary="The deployment of an action",
+)
+def deployment_base(
+    request: Request,
+    tenant: str,
+    controller_id: str,
+    action_id: int,
+    device: Device,
+) -> dict[str, Any]:
+    """The release's chunks and artifacts (hashes, sizes, download links) for this device."""
+    rt = runtime(request)
+    with rt.store.begin() as conn:
+        dep = store.deployment(conn, rt.clock(), controller_id, action_id)
+    return _deployment_body(request, tenant, controller_id, dep, dep["state"].upper())
+
+
+@router.get(
+    "/{tenant}/controller/v1/{controller_id}/installedBase/{action_id}",
+    summary="The last installed deployment",
+)
+def installed_base(
+    request: Request,
+    tenant: str,
+    controller_id: str,
+    action_id: int,
+    device: Device,
+) -> dict[str, Any]:
+    """The deployment the device confirmed most recently."""
+    rt = runtime(request)
+    with rt.store.begin() as conn:
+        if store.installed_action(conn, controller_id) != action_id:
+            raise NotFoundError(f"action {action_id} is not what device {controller_id!r} runs")
+        dep = store.deployment(conn, rt.clock(), controller_id, action_id)
+    return _deployment_body(request, tenant, controller_id, dep, "FINISHED")
+
+
+def _feedback(rt: Runtime, controller_id: str, action_id: int, fb: Feedback) -> Response:
+    with rt.store.begin() as conn:
+        _state, finished = store.apply_feedback(
+            conn,
+            rt.clock(),
+            controller_id,
+            action_id,
+            execution=fb.status.execution,
+            finished=fb.status.result.finished,
+            details=fb.status.details,
+        )
+    if finished:
+        rt.kick()
+    return Response(status_code=200)
+
+
+@router.post(
+    "/{tenant}/controller/v1/{controller_id}/deploymentBase/{action_id}/feedback",
+    summary="Report progress on an action",
+)
+def deployment_feedback(
+    request: Request,
+    tenant: str,
+    controller_id: str,
+    action_id: int,
+    feedback: Feedback,
+    device: Device,
+) -> Response:
+    """Move the action along its state machine (late or repeated reports change nothing)."""
+    return _feedback(runtime(request), controller_id, action_id, feedback)
+
+
+@router.get(
+    "/{tenant}/controller/v1/{controller_id}/cancelAction/{action_id}",
+    summary="An action the server is cancelling",
+)
+def cancel_action(
+    request: Request,
+    tenant: str,
+    controller_id: str,
+    action_id: int,
+    device: Device,
+) -> dict[str, Any]:
+    """The DDI cancel request: stop working on ``stopId``."""
+    rt = runtime(request)
+    with rt.store.begin() as conn:
+        offer = store.offered_action(conn, controller_id)
+    if offer is None or offer.action_id != action_id or not offer.cancel:
+        raise NotFoundError(
+            f"action {action_id} of device {controller_id!r} is not being cancelled"
+        )
+    return {"id": str(action_id), "cancelAction": {"stopId": str(action_id)}}
+
+
+@router.post(
+    "/{tenant}/controller/v1/{controller_id}/cancelAction/{action_id}/feedback",
+    summary="Answer a cancel request",
+)
+def cancel_feedback(
+    request: Request,
+    tenant: str,
+    controller_id: str,
+    action_id: int,
+    feedback: Feedback,
+    device: Device,
+) -> Response:
+    """``closed``/``success`` (or ``canceled``) confirms the cancel; ``rejected`` refuses it."""
+    status = feedback.status
+    if status.execution == "closed" and status.result.finished == "success":
+        status = _Status(execution="canceled", details=status.details)
+    elif status.execution == "rejected" or status.result.finished == "failure":
+        return Response(status_code=200)  # the device carries on; the action stays cancelling
+    return _feedback(runtime(request), controller_id, action_id, Feedback(status=status))
+
+
+@router.put("/{tenant}/controller/v1/{controller_id}/configData", summary="Report attributes")
+def config_data(
+    request: Request,
+    tenant: str,
+    controller_id: str,
+    body: ConfigData,
+    device: Device,
+) -> Response:
+    """Merge reported attributes; ``hw``, ``kind`` and ``version`` set those device fields."""
+    rt = runtime(request)
+    data = {str(k): v for k, v in body.data.items()}
+    version = data.pop("version", None)
+    with rt.store.begin() as conn:
+        store.update_reported(
+            conn,
+            controller_id,
+            attributes=data,
+            installed_version=str(version) if version is not None else None,
+        )
+    rt.seen(controller_id, rt.clock())
+    return Response(status_code=200)
+
+
+@router.get(
+    "/{tenant}/controller/v1/{controller_id}/softwaremodules/{release_id}/artifacts/{filename}",
+    summary="Download an artifact (HTTP Range supported)",
+    response_model=None,
+)
+def download(
+    request: Request,
+    tenant: str,
+    controller_id: str,
+    release_id: int,
+    filename: str,
+    device: Device,
+) -> FileResponse | PlainTextResponse:
+    """The artifact's bytes; ``FILENAME.MD5SUM`` gives its MD5 line."""
+    rt = runtime(request)
+    md5sum = filename.endswith(".MD5SUM")
+    name = filename.removesuffix(".MD5SUM") if md5sum else filename
+    store.check_filename(name)
+    with rt.store.begin() as conn:
+        art = store.device_artifact(conn, controller_id, release_id, name)
+    if md5sum:
+        return PlainTextResponse(f"{art['md5']}  {art['filename']}\n")
+    path = store.artifact_path(rt.store.artifacts_dir, art["sha256"])
+    if not path.is_file():
+        raise NotFoundError(f"the bytes of artifact {name!r} are missing from the server's store")
+    return FileResponse(
+        path,
+        filename=art["filename"],
+        media_type="application/octet-stream",
+        content_disposition_type="attachment",
+    )

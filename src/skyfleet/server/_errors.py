@@ -1,0 +1,84 @@
+"""Every error the server returns is a 4xx/5xx with a JSON body ``{"error": "what was wrong"}``."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from sqlalchemy.exc import IntegrityError
+from starlette.exceptions import HTTPException
+
+from skyfleet.errors import (
+    ArtifactError,
+    ConflictError,
+    DeviceAuthError,
+    FilterError,
+    NotFoundError,
+    ReleaseError,
+    SkyfleetError,
+    StoreError,
+)
+
+__all__ = ["error_response", "install_error_handlers"]
+
+log = logging.getLogger("skyfleet.server")
+
+_STATUS: list[tuple[type[SkyfleetError], int]] = [
+    (NotFoundError, 404),
+    (ConflictError, 409),
+    (DeviceAuthError, 401),
+    (ArtifactError, 400),
+    (FilterError, 400),
+    (ReleaseError, 400),
+    (StoreError, 503),
+]
+
+
+def error_response(status: int, message: str) -> JSONResponse:
+    """``{"error": message}`` with ``status``."""
+    headers = {"WWW-Authenticate": "TargetToken"} if status == 401 else None
+    return JSONResponse({"error": message}, status_code=status, headers=headers)
+
+
+def _validation_message(exc: RequestValidationError) -> str:
+    problems = []
+    for e in exc.errors():
+        if e.get("type") == "json_invalid":
+            return f"the request body is not valid JSON ({e.get('ctx', {}).get('error', 'parse error')})"
+        where = ".".join(str(p) for p in e.get("loc", ()) if p != "body") or "body"
+        problems.append(f"{where}: {e.get('msg', 'invalid')}")
+    return "; ".join(problems)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Map skyfleet's exceptions, validation errors and anything unexpected to JSON errors."""
+
+    @app.exception_handler(SkyfleetError)
+    async def _skyfleet(_request: Request, exc: SkyfleetError) -> JSONResponse:
+        status = next((code for cls, code in _STATUS if isinstance(exc, cls)), 400)
+        return error_response(status, str(exc))
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        bad_json = any(e.get("type") == "json_invalid" for e in exc.errors())
+        return error_response(400 if bad_json else 422, _validation_message(exc))
+
+    @app.exception_handler(json.JSONDecodeError)
+    async def _json(_request: Request, exc: json.JSONDecodeError) -> JSONResponse:
+        return error_response(400, f"the request body is not valid JSON ({exc.msg})")
+
+    @app.exception_handler(HTTPException)
+    async def _http(_request: Request, exc: HTTPException) -> JSONResponse:
+        return error_response(exc.status_code, str(exc.detail))
+
+    @app.exception_handler(IntegrityError)
+    async def _integrity(_request: Request, exc: IntegrityError) -> JSONResponse:
+        return error_response(409, "the request conflicts with what is stored (a duplicate id?)")
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unexpected error on %s %s", request.method, request.url.path)
+        return error_response(500, "internal server error; see the server log")

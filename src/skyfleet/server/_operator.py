@@ -1,0 +1,266 @@
+"""The operator REST API (``/api/v1``): devices, artifacts, releases, rollouts, the audit log."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Query, Request
+from fastapi.concurrency import run_in_threadpool
+from pydantic import BaseModel, ConfigDict, Field
+
+from skyfleet import __version__, store
+from skyfleet.rollout import GroupSpec
+from skyfleet.server._runtime import Runtime
+
+__all__ = ["router"]
+
+router = APIRouter(prefix="/api/v1", tags=["operator"])
+
+OPERATOR = "operator"
+
+
+def _rt(request: Request) -> Runtime:
+    rt: Runtime = request.app.state.runtime
+    return rt
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class DeviceIn(_Strict):
+    """A device to register. Leave ``token`` out to have one generated (returned once)."""
+
+    id: str = Field(min_length=1, max_length=128, pattern=r"^[^/\\\s]+$")
+    kind: Literal["vehicle", "home-battery", "site"] = "vehicle"
+    hw: str = Field(default="hw3", min_length=1, max_length=32)
+    attributes: dict[str, str] = Field(default_factory=dict)
+    tags: list[str] = Field(default_factory=list)
+    installed_version: str | None = None
+    token: str | None = Field(default=None, min_length=16, max_length=256)
+
+
+class DevicesIn(_Strict):
+    """One registration of one or many devices (all or none are stored)."""
+
+    devices: list[DeviceIn] = Field(min_length=1, max_length=100_000)
+
+
+class ReleaseIn(_Strict):
+    """A release: ``artifacts`` maps a hardware generation to uploaded artifact ids."""
+
+    version: str = Field(min_length=1, max_length=128)
+    notes: str = ""
+    artifacts: dict[str, list[int]]
+    generations: list[str] | None = None
+    min_installed_version: str | None = None
+
+
+class GroupIn(_Strict):
+    """A group: ``group`` is the filter and percentage, e.g. ``'hw:hw3 10%'``."""
+
+    group: str = Field(min_length=1, max_length=2000)
+    success_pct: float = 95.0
+    auto_advance: bool = True
+    error_pct: float | None = 10.0
+    error_count: int | None = None
+    min_finished: int = 5
+    timeout_s: float = 3600.0
+
+
+class RolloutIn(_Strict):
+    """A rollout of ``release`` over ordered ``groups``."""
+
+    release: str
+    name: str | None = Field(default=None, max_length=255)
+    groups: list[GroupIn] = Field(min_length=1, max_length=100)
+
+
+class RollbackIn(_Strict):
+    """Roll back to ``to`` (default: the version most of the rollout's devices ran before)."""
+
+    to: str | None = None
+
+
+def _public(device: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in device.items() if k != "token_hash"}
+
+
+@router.get("/health", summary="Is the server up, and on which database")
+def health(request: Request) -> dict[str, Any]:
+    """Liveness, the skyfleet version and the database kind."""
+    rt = _rt(request)
+    return {"status": "ok", "version": __version__, "database": rt.store.dialect}
+
+
+@router.get("/devices", summary="List devices")
+def list_devices(
+    request: Request,
+    hw: str | None = None,
+    kind: str | None = None,
+    tag: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=10_000)] = 100,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> dict[str, Any]:
+    """One page of devices (filter by hardware, kind or tag) and how many match in all."""
+    with _rt(request).store.begin() as conn:
+        total, rows = store.list_devices(
+            conn, hw=hw, kind=kind, tag=tag, limit=limit, offset=offset
+        )
+    return {"total": total, "devices": [_public(r) for r in rows]}
+
+
+@router.post("/devices", status_code=201, summary="Register devices")
+def register_devices(request: Request, body: DevicesIn) -> dict[str, Any]:
+    """Register devices; each joins the groups of running rollouts its filter matches."""
+    rt = _rt(request)
+    with rt.store.begin() as conn:
+        issued = store.register_devices(
+            conn,
+            rt.clock(),
+            [store.NewDevice(**d.model_dump()) for d in body.devices],
+            actor=OPERATOR,
+        )
+    return {"devices": [{"id": i, "token": t} for i, t in issued]}
+
+
+@router.get("/devices/{device_id}", summary="One device")
+def get_device(request: Request, device_id: str) -> dict[str, Any]:
+    """A device's fields, what it reported, and when it was last seen."""
+    with _rt(request).store.begin() as conn:
+        return _public(store.get_device(conn, device_id))
+
+
+@router.post("/artifacts", status_code=201, summary="Upload an artifact (the body is the file)")
+async def upload_artifact(
+    request: Request,
+    filename: Annotated[str, Query(min_length=1, max_length=255)],
+    sha256: Annotated[str | None, Query(pattern=r"^[0-9a-fA-F]{64}$")] = None,
+) -> dict[str, Any]:
+    """Stream the request body to disk, hashing it; refused (and nothing kept) on a mismatch."""
+    rt = _rt(request)
+    store.check_filename(filename)
+    blob = store.BlobWriter(rt.store.artifacts_dir, max_bytes=rt.config.max_upload_bytes)
+    try:
+        async for chunk in request.stream():
+            blob.write(chunk)
+    except BaseException:
+        blob.discard()
+        raise
+    digest, sha1, md5, size = await run_in_threadpool(blob.finish, sha256)
+
+    def save() -> dict[str, Any]:
+        with rt.store.begin() as conn:
+            return store.save_artifact(
+                conn,
+                rt.clock(),
+                filename=filename,
+                sha256=digest,
+                sha1=sha1,
+                md5=md5,
+                size=size,
+                actor=OPERATOR,
+            )
+
+    return await run_in_threadpool(save)
+
+
+@router.get("/artifacts", summary="List artifacts")
+def list_artifacts(request: Request) -> dict[str, Any]:
+    """Every uploaded artifact with its hashes and size."""
+    with _rt(request).store.begin() as conn:
+        return {"artifacts": store.list_artifacts(conn)}
+
+
+@router.post("/releases", status_code=201, summary="Create a release")
+def create_release(request: Request, body: ReleaseIn) -> dict[str, Any]:
+    """A version, notes, one artifact set per hardware generation, and compatibility rules."""
+    rt = _rt(request)
+    with rt.store.begin() as conn:
+        return store.create_release(
+            conn,
+            rt.clock(),
+            version=body.version,
+            notes=body.notes,
+            artifact_sets=body.artifacts,
+            generations=body.generations,
+            min_installed_version=body.min_installed_version,
+            actor=OPERATOR,
+        )
+
+
+@router.get("/releases", summary="List releases")
+def list_releases(request: Request) -> dict[str, Any]:
+    """Every release, oldest first."""
+    with _rt(request).store.begin() as conn:
+        return {"releases": store.list_releases(conn)}
+
+
+@router.get("/releases/{version}", summary="One release")
+def get_release(request: Request, version: str) -> dict[str, Any]:
+    """A release with its artifacts by hardware generation."""
+    with _rt(request).store.begin() as conn:
+        return store.get_release(conn, version)
+
+
+@router.post("/rollouts", status_code=201, summary="Create a rollout")
+def create_rollout(request: Request, body: RolloutIn) -> dict[str, Any]:
+    """Assign every compatible device to its group; the rollout waits for ``start``."""
+    rt = _rt(request)
+    groups = [GroupSpec.parse(g.group, **g.model_dump(exclude={"group"})) for g in body.groups]
+    with rt.store.begin() as conn:
+        return store.create_rollout(
+            conn, rt.clock(), release=body.release, groups=groups, name=body.name, actor=OPERATOR
+        )
+
+
+@router.get("/rollouts", summary="List rollouts")
+def list_rollouts(request: Request) -> dict[str, Any]:
+    """Every rollout, newest first."""
+    with _rt(request).store.begin() as conn:
+        return {"rollouts": store.list_rollouts(conn)}
+
+
+@router.get("/rollouts/{rollout_id}", summary="A rollout's status")
+def get_rollout(request: Request, rollout_id: int) -> dict[str, Any]:
+    """Per group: counts by state, success and error rates, thresholds."""
+    with _rt(request).store.begin() as conn:
+        return store.get_rollout(conn, rollout_id)
+
+
+@router.post("/rollouts/{rollout_id}/{operation}", summary="Start, halt, resume or cancel")
+def operate(
+    request: Request,
+    rollout_id: int,
+    operation: Literal["start", "halt", "resume", "cancel"],
+) -> dict[str, Any]:
+    """Apply an operation the rollout's status allows (409 otherwise)."""
+    rt = _rt(request)
+    with rt.store.begin() as conn:
+        return store.operate(conn, rt.clock(), rollout_id, operation, actor=OPERATOR)
+
+
+@router.post("/rollouts/{rollout_id}/rollback", status_code=201, summary="Roll back")
+def rollback(request: Request, rollout_id: int, body: RollbackIn | None = None) -> dict[str, Any]:
+    """Cancel the rollout and start a new one to the previous release for the devices it reached."""
+    rt = _rt(request)
+    with rt.store.begin() as conn:
+        return store.rollback(
+            conn, rt.clock(), rollout_id, to_version=body.to if body else None, actor=OPERATOR
+        )
+
+
+@router.get("/audit", summary="The audit log")
+def audit(
+    request: Request,
+    rollout_id: int | None = None,
+    device_id: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=10_000)] = 100,
+    before_id: int | None = None,
+) -> dict[str, Any]:
+    """Newest entries first: every action transition and operator operation."""
+    with _rt(request).store.begin() as conn:
+        entries = store.list_audit(
+            conn, rollout_id=rollout_id, device_id=device_id, limit=limit, before_id=before_id
+        )
+    return {"entries": entries}

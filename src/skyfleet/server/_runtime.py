@@ -1,0 +1,76 @@
+"""What the routes share: the store, the clock, the last-seen buffer and the judge's wake-up."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+from skyfleet import store
+from skyfleet.server._config import ServerConfig
+
+__all__ = ["Runtime"]
+
+log = logging.getLogger("skyfleet.server")
+
+
+class Runtime:
+    """One server process's state outside the database."""
+
+    def __init__(
+        self, config: ServerConfig, db: store.Store, clock: Callable[[], float] = time.time
+    ) -> None:
+        self.config = config
+        self.store = db
+        self.clock = clock
+        self._seen: dict[str, float] = {}
+        self._seen_lock = threading.Lock()
+        self._wake: asyncio.Event | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def seen(self, device_id: str, now_s: float) -> None:
+        """Note that a device polled; written to the database in the next batch."""
+        with self._seen_lock:
+            self._seen[device_id] = now_s
+
+    def flush_seen(self) -> int:
+        """Write the buffered last-seen times; returns how many devices were written."""
+        with self._seen_lock:
+            batch, self._seen = self._seen, {}
+        if batch:
+            with self.store.begin() as conn:
+                store.touch_devices(conn, batch)
+        return len(batch)
+
+    def kick(self) -> None:
+        """Ask the judge to look at the rollouts now (a device just finished); thread-safe."""
+        if self._loop is not None and self._wake is not None:
+            self._loop.call_soon_threadsafe(self._wake.set)
+
+    def sweep_once(self) -> None:
+        """Time out silent devices and judge running rollouts, in one transaction."""
+        with self.store.begin() as conn:
+            store.sweep(conn, self.clock())
+
+    async def background(self) -> None:
+        """Judge rollouts every ``sweep_interval_s`` (sooner when kicked) and flush last-seen."""
+        self._loop = asyncio.get_running_loop()
+        self._wake = asyncio.Event()
+        last_flush = 0.0
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=self.config.sweep_interval_s)
+            self._wake.clear()
+            try:
+                await asyncio.to_thread(self.sweep_once)
+                if time.monotonic() - last_flush >= self.config.touch_flush_s:
+                    last_flush = time.monotonic()
+                    await asyncio.to_thread(self.flush_seen)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # a database hiccup must not stop the judge
+                log.exception("rollout sweep failed; retrying")
+                await asyncio.sleep(self.config.sweep_interval_s)

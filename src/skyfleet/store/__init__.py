@@ -1,0 +1,87 @@
+"""Persistence: SQLAlchemy 2 over SQLite (WAL, the embedded default) or PostgreSQL.
+
+Every function takes an open connection (one transaction) and the time in UNIX seconds; the
+server decides when to commit. Schema changes are Alembic migrations under ``migrations/``.
+"""
+
+from __future__ import annotations
+
+from skyfleet.store._audit import list_audit
+from skyfleet.store._catalog import (
+    BlobWriter,
+    artifact_path,
+    check_filename,
+    create_release,
+    get_artifact,
+    get_release,
+    list_artifacts,
+    list_releases,
+    save_artifact,
+    write_blob,
+)
+from skyfleet.store._device_api import (
+    Offer,
+    apply_feedback,
+    deployment,
+    device_artifact,
+    installed_action,
+    offered_action,
+)
+from skyfleet.store._engine import DEFAULT_URL, Store, open_store
+from skyfleet.store._fleet import (
+    NewDevice,
+    get_device,
+    hash_token,
+    list_devices,
+    register_devices,
+    token_matches,
+    touch_devices,
+    update_reported,
+)
+from skyfleet.store._rollouts import (
+    create_rollout,
+    evaluate,
+    get_rollout,
+    list_rollouts,
+    operate,
+    rollback,
+    sweep,
+)
+
+__all__ = [
+    "DEFAULT_URL",
+    "BlobWriter",
+    "NewDevice",
+    "Offer",
+    "Store",
+    "apply_feedback",
+    "artifact_path",
+    "check_filename",
+    "create_release",
+    "create_rollout",
+    "deployment",
+    "device_artifact",
+    "evaluate",
+    "get_artifact",
+    "get_device",
+    "get_release",
+    "get_rollout",
+    "hash_token",
+    "installed_action",
+    "list_artifacts",
+    "list_audit",
+    "list_devices",
+    "list_releases",
+    "list_rollouts",
+    "offered_action",
+    "open_store",
+    "operate",
+    "register_devices",
+    "rollback",
+    "save_artifact",
+    "sweep",
+    "token_matches",
+    "touch_devices",
+    "update_reported",
+    "write_blob",
+]

@@ -1,0 +1,204 @@
+"""What a device may see and do: its offered action, the deployment, feedback, its artifacts.
+
+The server's hawkBit DDI routes are thin wrappers around these functions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Connection, and_, or_, select, update
+
+from skyfleet.errors import ConflictError, NotFoundError
+from skyfleet.rollout import OFFERING, OPEN, TERMINAL, ActionState, advance, feedback_target
+from skyfleet.store import _audit
+from skyfleet.store._catalog import release_artifacts_for
+from skyfleet.store._fleet import update_reported
+from skyfleet.store._schema import (
+    actions,
+    artifacts,
+    devices,
+    release_artifacts,
+    releases,
+    rollout_groups,
+    rollouts,
+)
+
+__all__ = [
+    "Offer",
+    "apply_feedback",
+    "deployment",
+    "device_artifact",
+    "installed_action",
+    "offered_action",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Offer:
+    """The action a polling device should work on; ``cancel`` when it is being cancelled."""
+
+    action_id: int
+    state: ActionState
+    cancel: bool
+
+
+_OPEN_STATES = sorted(s.value for s in OPEN)
+_OFFERING = sorted(s.value for s in OFFERING)
+
+
+def offered_action(conn: Connection, device_id: str) -> Offer | None:
+    """The device's oldest open action that it may see, or None.
+
+    A scheduled action is offered only once its group has started and its rollout is running,
+    waiting or complete; an action already in the device's hands is always shown.
+    """
+    row = conn.execute(
+        select(actions.c.id, actions.c.state)
+        .join(rollouts, rollouts.c.id == actions.c.rollout_id)
+        .join(
+            rollout_groups,
+            and_(
+                rollout_groups.c.rollout_id == actions.c.rollout_id,
+                rollout_groups.c.idx == actions.c.group_idx,
+            ),
+        )
+        .where(
+            actions.c.device_id == device_id,
+            actions.c.state.in_(_OPEN_STATES),
+            or_(
+                actions.c.state != ActionState.SCHEDULED.value,
+                and_(rollouts.c.status.in_(_OFFERING), rollout_groups.c.started_at.is_not(None)),
+            ),
+        )
+        .order_by((actions.c.state == ActionState.CANCELLING.value).desc(), actions.c.id)
+        .limit(1)
+    ).first()
+    if row is None:
+        return None
+    state = ActionState(row.state)
+    return Offer(int(row.id), state, state == ActionState.CANCELLING)
+
+
+def _action(conn: Connection, device_id: str, action_id: int, *, lock: bool = False) -> Any:
+    query = (
+        select(actions, releases.c.version, releases.c.id.label("release_id"))
+        .join(rollouts, rollouts.c.id == actions.c.rollout_id)
+        .join(releases, releases.c.id == rollouts.c.release_id)
+        .where(actions.c.id == action_id, actions.c.device_id == device_id)
+    )
+    if lock and conn.dialect.name == "postgresql":
+        query = query.with_for_update(of=actions)
+    row = conn.execute(query).first()
+    if row is None:
+        raise NotFoundError(f"device {device_id!r} has no action {action_id}")
+    return row
+
+
+def _move(
+    conn: Connection, now_s: float, action: Any, to: ActionState, detail: str, actor: str
+) -> None:
+    conn.execute(
+        update(actions).where(actions.c.id == action.id).values(state=to.value, updated_at=now_s)
+    )
+    _audit.record(
+        conn,
+        now_s,
+        actor=actor,
+        event="action.state",
+        rollout_id=action.rollout_id,
+        action_id=action.id,
+        device_id=action.device_id,
+        from_state=action.state,
+        to_state=to.value,
+        detail=detail,
+    )
+
+
+def deployment(conn: Connection, now_s: float, device_id: str, action_id: int) -> dict[str, Any]:
+    """The release and artifacts of an offered action; the first fetch marks it retrieved."""
+    offer = offered_action(conn, device_id)
+    action = _action(conn, device_id, action_id, lock=True)
+    if action.state == ActionState.SCHEDULED.value:
+        if offer is None or offer.action_id != action_id:
+            raise NotFoundError(f"action {action_id} is not offered to device {device_id!r} yet")
+        _move(conn, now_s, action, ActionState.RETRIEVED, "deployment fetched", device_id)
+    hw = conn.execute(select(devices.c.hw).where(devices.c.id == device_id)).scalar_one()
+    return {
+        "action_id": action_id,
+        "release_id": action.release_id,
+        "version": action.version,
+        "state": action.state if action.state != "scheduled" else "retrieved",
+        "artifacts": release_artifacts_for(conn, action.release_id, hw).get(hw, []),
+    }
+
+
+def installed_action(conn: Connection, device_id: str) -> int | None:
+    """The device's most recent confirmed action, or None."""
+    return conn.execute(
+        select(actions.c.id)
+        .where(actions.c.device_id == device_id, actions.c.state == ActionState.CONFIRMED.value)
+        .order_by(actions.c.updated_at.desc(), actions.c.id.desc())
+        .limit(1)
+    ).scalar()
+
+
+def apply_feedback(
+    conn: Connection,
+    now_s: float,
+    device_id: str,
+    action_id: int,
+    *,
+    execution: str,
+    finished: str,
+    details: Sequence[str] = (),
+) -> tuple[str, bool]:
+    """Apply a device's DDI feedback; returns ``(state afterwards, whether it just finished)``.
+
+    Repeated or late feedback changes nothing. Success confirms the action and records the
+    release's version as the device's installed version.
+    """
+    action = _action(conn, device_id, action_id, lock=True)
+    target = feedback_target(execution, finished, details)
+    current = ActionState(action.state)
+    if target is None:
+        return current.value, False
+    if current == ActionState.SCHEDULED and offered_action(conn, device_id) is None:
+        raise ConflictError(f"action {action_id} has not been offered to device {device_id!r}")
+    new = advance(current, target)
+    if new is None:
+        return current.value, False
+    _move(conn, now_s, action, new, "; ".join(details)[:2000], device_id)
+    if new == ActionState.CONFIRMED:
+        update_reported(conn, device_id, installed_version=action.version)
+    return new.value, new in TERMINAL
+
+
+def device_artifact(
+    conn: Connection, device_id: str, release_id: int, filename: str
+) -> dict[str, Any]:
+    """An artifact the device may download: in a release it was assigned, for its hardware."""
+    row = conn.execute(
+        select(artifacts)
+        .join(release_artifacts, release_artifacts.c.artifact_id == artifacts.c.id)
+        .join(devices, devices.c.hw == release_artifacts.c.hw)
+        .join(rollouts, rollouts.c.release_id == release_artifacts.c.release_id)
+        .join(
+            actions,
+            and_(actions.c.rollout_id == rollouts.c.id, actions.c.device_id == devices.c.id),
+        )
+        .where(
+            devices.c.id == device_id,
+            release_artifacts.c.release_id == release_id,
+            artifacts.c.filename == filename,
+            actions.c.state != ActionState.SCHEDULED.value,
+        )
+        .limit(1)
+    ).first()
+    if row is None:
+        raise NotFoundError(
+            f"no artifact {filename!r} in release {release_id} for device {device_id!r}"
+        )
+    return dict(row._mapping)

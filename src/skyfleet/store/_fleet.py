@@ -1,0 +1,193 @@
+"""Devices: register, update what they report, list and look up."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Connection, bindparam, func, insert, select, update
+
+from skyfleet.errors import ConflictError, FilterError, NotFoundError
+from skyfleet.rollout import DeviceRecord, is_valid_version
+from skyfleet.rollout._filters import DEVICE_KINDS
+from skyfleet.store import _audit
+from skyfleet.store._schema import devices
+
+__all__ = [
+    "NewDevice",
+    "device_record",
+    "get_device",
+    "hash_token",
+    "list_devices",
+    "register_devices",
+    "token_matches",
+    "touch_devices",
+    "update_reported",
+]
+
+
+def hash_token(token: str) -> str:
+    """The stored form of a device or gateway token (SHA-256, hex)."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def token_matches(token: str, token_hash: str | None) -> bool:
+    """Whether ``token`` hashes to ``token_hash`` (constant time)."""
+    return token_hash is not None and hmac.compare_digest(hash_token(token), token_hash)
+
+
+@dataclass(frozen=True, slots=True)
+class NewDevice:
+    """A device to register. ``token`` None: one is generated and returned once."""
+
+    id: str
+    kind: str = "vehicle"
+    hw: str = "hw3"
+    attributes: Mapping[str, str] | None = None
+    tags: Sequence[str] = ()
+    installed_version: str | None = None
+    token: str | None = None
+
+    def check(self) -> None:
+        """Raise :class:`FilterError` for a field that cannot be stored."""
+        if not self.id or len(self.id) > 128 or any(c in self.id for c in "/\\ \t\n"):
+            raise FilterError(
+                f"device id {self.id!r} must be 1-128 characters without spaces or slashes"
+            )
+        if self.kind not in DEVICE_KINDS:
+            raise FilterError(
+                f"device kind {self.kind!r} is unknown: use {', '.join(DEVICE_KINDS)}"
+            )
+        if not self.hw or len(self.hw) > 32:
+            raise FilterError(f"hardware generation {self.hw!r} must be 1-32 characters, e.g. hw3")
+        if self.installed_version is not None and not is_valid_version(self.installed_version):
+            raise FilterError(f"installed version {self.installed_version!r} is not usable")
+
+
+def device_record(row: Mapping[Any, Any]) -> DeviceRecord:
+    """The filterable view of a ``devices`` row."""
+    return DeviceRecord(
+        id=row["id"],
+        kind=row["kind"],
+        hw=row["hw"],
+        tags=frozenset(row["tags"] or ()),
+        attributes={str(k): str(v) for k, v in (row["attributes"] or {}).items()},
+        installed_version=row["installed_version"],
+    )
+
+
+def register_devices(
+    conn: Connection, now_s: float, new: Iterable[NewDevice], *, actor: str
+) -> list[tuple[str, str | None]]:
+    """Insert devices; returns ``(id, token)`` with the token only where one was generated.
+
+    Devices that register while rollouts run join the group whose filter they match.
+    Raises :class:`ConflictError` (through the database's unique key) for an id that exists.
+    """
+    from skyfleet.store._rollouts import join_active_rollouts  # one-way: rollouts use devices
+
+    rows: list[dict[str, Any]] = []
+    issued: list[tuple[str, str | None]] = []
+    for device in new:
+        device.check()
+        token = device.token
+        generated = None
+        if token is None:
+            token = generated = secrets.token_urlsafe(24)
+        rows.append(
+            {
+                "id": device.id,
+                "kind": device.kind,
+                "hw": device.hw,
+                "attributes": dict(device.attributes or {}),
+                "tags": sorted(set(device.tags)),
+                "installed_version": device.installed_version,
+                "token_hash": hash_token(token),
+                "registered_at": now_s,
+                "last_seen": None,
+            }
+        )
+        issued.append((device.id, generated))
+    if not rows:
+        return []
+    ids = [r["id"] for r in rows]
+    if len(set(ids)) != len(ids):
+        raise FilterError("the same device id appears twice in one registration")
+    existing = conn.execute(select(devices.c.id).where(devices.c.id.in_(ids[:1000]))).first()
+    if existing is not None:
+        raise ConflictError(f"device {existing[0]!r} is already registered")
+    conn.execute(insert(devices), rows)
+    if len(rows) <= 100:
+        for row in rows:
+            _audit.record(conn, now_s, actor=actor, event="device.register", device_id=row["id"])
+    else:
+        _audit.record(
+            conn, now_s, actor=actor, event="device.register", detail=f"{len(rows)} devices"
+        )
+    join_active_rollouts(conn, now_s, [device_record(r) for r in rows], actor=actor)
+    return issued
+
+
+def get_device(conn: Connection, device_id: str) -> dict[str, Any]:
+    """One device's row, or :class:`NotFoundError`."""
+    row = conn.execute(select(devices).where(devices.c.id == device_id)).first()
+    if row is None:
+        raise NotFoundError(f"no device {device_id!r}; list them with 'skyfleet device list'")
+    return dict(row._mapping)
+
+
+def list_devices(
+    conn: Connection,
+    *,
+    hw: str | None = None,
+    kind: str | None = None,
+    tag: str | None = None,
+    limit: int = 100,
+    offset: int = 0,
+) -> tuple[int, list[dict[str, Any]]]:
+    """``(total matching, one page of rows)``, ordered by id."""
+    query = select(devices)
+    if hw:
+        query = query.where(devices.c.hw == hw)
+    if kind:
+        query = query.where(devices.c.kind == kind)
+    rows = [dict(r._mapping) for r in conn.execute(query.order_by(devices.c.id))] if tag else None
+    if rows is not None:  # JSON containment differs per database: filter tags here
+        matching = [r for r in rows if tag in (r["tags"] or [])]
+        return len(matching), matching[offset : offset + limit]
+    total = conn.execute(select(func.count()).select_from(query.subquery())).scalar_one()
+    page = conn.execute(query.order_by(devices.c.id).limit(limit).offset(offset))
+    return int(total), [dict(r._mapping) for r in page]
+
+
+def update_reported(
+    conn: Connection,
+    device_id: str,
+    *,
+    attributes: Mapping[str, Any] | None = None,
+    installed_version: str | None = None,
+) -> None:
+    """Merge attributes a device reported (DDI ``configData``) and its installed version."""
+    values: dict[str, Any] = {}
+    if attributes:
+        current = get_device(conn, device_id)["attributes"] or {}
+        values["attributes"] = {**current, **{str(k): str(v) for k, v in attributes.items()}}
+    if installed_version is not None:
+        values["installed_version"] = installed_version
+    if values:
+        conn.execute(update(devices).where(devices.c.id == device_id).values(**values))
+
+
+def touch_devices(conn: Connection, last_seen: Mapping[str, float]) -> None:
+    """Record when devices were last seen (a batch, written behind the polls)."""
+    if last_seen:
+        conn.execute(
+            update(devices)
+            .where(devices.c.id == bindparam("did"))
+            .values(last_seen=bindparam("ts")),
+            [{"did": k, "ts": v} for k, v in last_seen.items()],
+        )
