@@ -84,8 +84,9 @@ def feedback_target(
 
     ``execution`` is the DDI ``status.execution`` (closed, proceeding, canceled, scheduled,
     rejected, resumed, downloaded, download) and ``finished`` the ``status.result.finished``
-    (success, failure, none). A ``proceeding`` whose details mention a reboot means the device is
-    rebooting into the new image.
+    (success, failure, none). A ``proceeding`` whose details mention a reboot, or say that all
+    chunks are installed (SWUpdate's suricatta, which then waits to boot the new image), means
+    the device is rebooting into the new image.
 
     >>> feedback_target("closed", "success")
     <ActionState.CONFIRMED: 'confirmed'>
@@ -107,7 +108,7 @@ def feedback_target(
     if execution == "downloaded":
         return ActionState.DOWNLOADED
     if execution == "proceeding":
-        if any("reboot" in d.lower() for d in details):
+        if any("reboot" in d.lower() or "all chunks installed" in d.lower() for d in details):
             return ActionState.REBOOTING
         return ActionState.INSTALLING
     return None

@@ -8,12 +8,16 @@ TargetToken <token>`` or, for gateways, ``GatewayToken <token>``.
 
 from __future__ import annotations
 
+import contextlib
 import hmac
+import json
 import random
+from collections.abc import Callable, Coroutine
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Header, Path, Request, Response
 from fastapi.responses import FileResponse, PlainTextResponse
+from fastapi.routing import APIRoute
 from pydantic import BaseModel, ConfigDict, Field
 
 from skyfleet import store
@@ -22,7 +26,32 @@ from skyfleet.server._runtime import Runtime
 
 __all__ = ["router"]
 
-router = APIRouter(tags=["device (hawkBit DDI)"])
+
+class _LenientJsonRoute(APIRoute):
+    """Accept JSON bodies with raw control characters inside strings.
+
+    SWUpdate's suricatta sends its install log as feedback details, newlines unescaped; a strict
+    parser would refuse them (and the client would count the feedback as lost).
+    """
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def lenient(request: Request) -> Response:
+            if request.method in ("POST", "PUT"):
+                raw = await request.body()
+                if raw:
+                    try:
+                        json.loads(raw)
+                    except ValueError:
+                        with contextlib.suppress(ValueError):  # not JSON: reported as usual
+                            request._body = json.dumps(json.loads(raw, strict=False)).encode()
+            return await handler(request)
+
+        return lenient
+
+
+router = APIRouter(tags=["device (hawkBit DDI)"], route_class=_LenientJsonRoute)
 
 ControllerId = Path(pattern=r"^[^/\\\s]{1,128}$", description="the device id")
 
@@ -90,7 +119,7 @@ def _authenticate(
         and gateway is not None
         and hmac.compare_digest(token.encode(), gateway.encode())
     )
-    with rt.store.begin() as conn:
+    with rt.store.read() as conn:
         try:
             device = store.get_device(conn, controller_id)
         except NotFoundError:
@@ -150,7 +179,7 @@ def poll(request: Request, tenant: str, controller_id: str, device: Device) -> d
     }
     links = body["_links"]
     base = _base(request, tenant, controller_id)
-    with rt.store.begin() as conn:
+    with rt.store.read() as conn:
         offer = store.offered_action(conn, controller_id)
         installed = store.installed_action(conn, controller_id) if offer is None else None
     if offer is not None and offer.cancel:
@@ -161,7 +190,7 @@ def poll(request: Request, tenant: str, controller_id: str, device: Device) -> d
         }
     if installed is not None:
         links["installedBase"] = {"href": f"{base}/installedBase/{installed}"}
-    if device["last_seen"] is None:
+    if device["last_seen"] is None and not rt.was_seen(controller_id):
         links["configData"] = {"href": f"{base}/configData"}
     rt.seen(controller_id, now)
     return body
@@ -286,7 +315,7 @@ def cancel_action(
 ) -> dict[str, Any]:
     """The DDI cancel request: stop working on ``stopId``."""
     rt = runtime(request)
-    with rt.store.begin() as conn:
+    with rt.store.read() as conn:
         offer = store.offered_action(conn, controller_id)
     if offer is None or offer.action_id != action_id or not offer.cancel:
         raise NotFoundError(
@@ -328,19 +357,22 @@ def config_data(
     rt = runtime(request)
     data = {str(k): v for k, v in body.data.items()}
     version = data.pop("version", None)
+    now = rt.clock()
     with rt.store.begin() as conn:
         store.update_reported(
             conn,
             controller_id,
             attributes=data,
             installed_version=str(version) if version is not None else None,
+            last_seen=now,
         )
-    rt.seen(controller_id, rt.clock())
+    rt.seen(controller_id, now)
     return Response(status_code=200)
 
 
-@router.get(
+@router.api_route(
     "/{tenant}/controller/v1/{controller_id}/softwaremodules/{release_id}/artifacts/{filename}",
+    methods=["GET", "HEAD"],
     summary="Download an artifact (HTTP Range supported)",
     response_model=None,
 )
@@ -357,7 +389,7 @@ def download(
     md5sum = filename.endswith(".MD5SUM")
     name = filename.removesuffix(".MD5SUM") if md5sum else filename
     store.check_filename(name)
-    with rt.store.begin() as conn:
+    with rt.store.read() as conn:
         art = store.device_artifact(conn, controller_id, release_id, name)
     if md5sum:
         return PlainTextResponse(f"{art['md5']}  {art['filename']}\n")

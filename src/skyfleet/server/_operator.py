@@ -103,7 +103,7 @@ def list_devices(
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> dict[str, Any]:
     """One page of devices (filter by hardware, kind or tag) and how many match in all."""
-    with _rt(request).store.begin() as conn:
+    with _rt(request).store.read() as conn:
         total, rows = store.list_devices(
             conn, hw=hw, kind=kind, tag=tag, limit=limit, offset=offset
         )
@@ -127,7 +127,7 @@ def register_devices(request: Request, body: DevicesIn) -> dict[str, Any]:
 @router.get("/devices/{device_id}", summary="One device")
 def get_device(request: Request, device_id: str) -> dict[str, Any]:
     """A device's fields, what it reported, and when it was last seen."""
-    with _rt(request).store.begin() as conn:
+    with _rt(request).store.read() as conn:
         return _public(store.get_device(conn, device_id))
 
 
@@ -168,7 +168,7 @@ async def upload_artifact(
 @router.get("/artifacts", summary="List artifacts")
 def list_artifacts(request: Request) -> dict[str, Any]:
     """Every uploaded artifact with its hashes and size."""
-    with _rt(request).store.begin() as conn:
+    with _rt(request).store.read() as conn:
         return {"artifacts": store.list_artifacts(conn)}
 
 
@@ -192,14 +192,14 @@ def create_release(request: Request, body: ReleaseIn) -> dict[str, Any]:
 @router.get("/releases", summary="List releases")
 def list_releases(request: Request) -> dict[str, Any]:
     """Every release, oldest first."""
-    with _rt(request).store.begin() as conn:
+    with _rt(request).store.read() as conn:
         return {"releases": store.list_releases(conn)}
 
 
 @router.get("/releases/{version}", summary="One release")
 def get_release(request: Request, version: str) -> dict[str, Any]:
     """A release with its artifacts by hardware generation."""
-    with _rt(request).store.begin() as conn:
+    with _rt(request).store.read() as conn:
         return store.get_release(conn, version)
 
 
@@ -217,15 +217,32 @@ def create_rollout(request: Request, body: RolloutIn) -> dict[str, Any]:
 @router.get("/rollouts", summary="List rollouts")
 def list_rollouts(request: Request) -> dict[str, Any]:
     """Every rollout, newest first."""
-    with _rt(request).store.begin() as conn:
+    with _rt(request).store.read() as conn:
         return {"rollouts": store.list_rollouts(conn)}
 
 
 @router.get("/rollouts/{rollout_id}", summary="A rollout's status")
 def get_rollout(request: Request, rollout_id: int) -> dict[str, Any]:
     """Per group: counts by state, success and error rates, thresholds."""
-    with _rt(request).store.begin() as conn:
+    with _rt(request).store.read() as conn:
         return store.get_rollout(conn, rollout_id)
+
+
+@router.get("/rollouts/{rollout_id}/actions", summary="A rollout's device actions")
+def list_actions(
+    request: Request,
+    rollout_id: int,
+    group: Annotated[int | None, Query(ge=1)] = None,
+    state: Annotated[str | None, Query(pattern=r"^[a-z_]+$")] = None,
+    limit: Annotated[int, Query(ge=1, le=100_000)] = 1000,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> dict[str, Any]:
+    """Which device is in which group and state (filter by group number and state)."""
+    with _rt(request).store.read() as conn:
+        rows = store.list_actions(
+            conn, rollout_id, group=group, state=state, limit=limit, offset=offset
+        )
+    return {"actions": rows}
 
 
 @router.post("/rollouts/{rollout_id}/{operation}", summary="Start, halt, resume or cancel")
@@ -259,7 +276,7 @@ def audit(
     before_id: int | None = None,
 ) -> dict[str, Any]:
     """Newest entries first: every action transition and operator operation."""
-    with _rt(request).store.begin() as conn:
+    with _rt(request).store.read() as conn:
         entries = store.list_audit(
             conn, rollout_id=rollout_id, device_id=device_id, limit=limit, before_id=before_id
         )

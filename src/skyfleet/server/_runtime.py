@@ -36,6 +36,11 @@ class Runtime:
         with self._seen_lock:
             self._seen[device_id] = now_s
 
+    def was_seen(self, device_id: str) -> bool:
+        """Whether a poll of the device is waiting in the last-seen buffer."""
+        with self._seen_lock:
+            return device_id in self._seen
+
     def flush_seen(self) -> int:
         """Write the buffered last-seen times; returns how many devices were written."""
         with self._seen_lock:

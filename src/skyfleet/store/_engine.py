@@ -18,7 +18,6 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.exc import ArgumentError, OperationalError
-from sqlalchemy.pool import NullPool
 
 from skyfleet.errors import StoreError
 
@@ -47,7 +46,8 @@ def _sqlite_setup(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Connection) -> None:
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        read_only = connection.get_execution_options().get("skyfleet_read_only", False)
+        connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
 
 class Store:
@@ -67,6 +67,14 @@ class Store:
         """One transaction: committed when the block ends, rolled back when it raises."""
         with self.engine.begin() as connection:
             yield connection
+
+    @contextmanager
+    def read(self) -> Iterator[Connection]:
+        """A transaction that only reads: on SQLite it does not queue behind writers."""
+        with self.engine.connect() as connection:
+            connection.execution_options(skyfleet_read_only=True)
+            with connection.begin():
+                yield connection
 
     def migrate(self, revision: str = "head") -> None:
         """Upgrade the schema to ``revision`` (``head`` = this skyfleet's); data is kept."""
@@ -105,7 +113,7 @@ def open_store(
     """
     try:
         if url.startswith("sqlite"):
-            engine = create_engine(url, poolclass=NullPool if ":memory:" not in url else None)
+            engine = create_engine(url, pool_size=pool_size, max_overflow=pool_size)
             _sqlite_setup(engine)
             database = engine.url.database or ""
             base = (

@@ -170,9 +170,12 @@ def update_reported(
     *,
     attributes: Mapping[str, Any] | None = None,
     installed_version: str | None = None,
+    last_seen: float | None = None,
 ) -> None:
     """Merge attributes a device reported (DDI ``configData``) and its installed version."""
     values: dict[str, Any] = {}
+    if last_seen is not None:
+        values["last_seen"] = last_seen
     if attributes:
         current = get_device(conn, device_id)["attributes"] or {}
         values["attributes"] = {**current, **{str(k): str(v) for k, v in attributes.items()}}

@@ -41,6 +41,7 @@ __all__ = [
     "evaluate",
     "get_rollout",
     "join_active_rollouts",
+    "list_actions",
     "list_rollouts",
     "operate",
     "rollback",
@@ -124,9 +125,8 @@ def _insert_actions(
 
 
 def _all_devices(conn: Connection) -> Iterable[DeviceRecord]:
-    result = conn.execution_options(yield_per=_BATCH).execute(
-        select(devices).order_by(devices.c.id)
-    )
+    query = select(devices).order_by(devices.c.id).execution_options(yield_per=_BATCH)
+    result = conn.execute(query)
     for row in result:
         yield device_record(row._mapping)
 
@@ -553,3 +553,23 @@ def list_rollouts(conn: Connection) -> list[dict[str, Any]]:
         .order_by(rollouts.c.id.desc())
     )
     return [dict(r._mapping) for r in conn.execute(query)]
+
+
+def list_actions(
+    conn: Connection,
+    rollout_id: int,
+    *,
+    group: int | None = None,
+    state: str | None = None,
+    limit: int = 1000,
+    offset: int = 0,
+) -> list[dict[str, Any]]:
+    """A rollout's device actions (``group`` counts from 1), ordered by id."""
+    _rollout_row(conn, rollout_id)
+    query = select(actions).where(actions.c.rollout_id == rollout_id)
+    if group is not None:
+        query = query.where(actions.c.group_idx == group - 1)
+    if state is not None:
+        query = query.where(actions.c.state == state)
+    rows = conn.execute(query.order_by(actions.c.id).limit(limit).offset(offset))
+    return [{**dict(r._mapping), "group": r.group_idx + 1} for r in rows]

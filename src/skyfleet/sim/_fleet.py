@@ -1,0 +1,45 @@
+"""Run many simulated devices against a server: rounds of polls with bounded concurrency."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from collections.abc import Sequence
+
+import httpx
+
+from skyfleet.sim._ddi_device import DdiDevice
+
+__all__ = ["run_round", "run_rounds"]
+
+
+async def run_round(
+    client: httpx.AsyncClient, devices: Sequence[DdiDevice], *, concurrency: int = 32
+) -> Counter[str]:
+    """Every device does one poll cycle; returns how many ended each way."""
+    gate = asyncio.Semaphore(concurrency)
+
+    async def one(device: DdiDevice) -> str:
+        async with gate:
+            return await device.step(client)
+
+    return Counter(await asyncio.gather(*(one(d) for d in devices)))
+
+
+async def run_rounds(
+    base_url: str,
+    devices: Sequence[DdiDevice],
+    rounds: int,
+    *,
+    concurrency: int = 32,
+    pause_s: float = 0.0,
+) -> list[Counter[str]]:
+    """``rounds`` rounds against the server at ``base_url``; one Counter per round."""
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    results = []
+    async with httpx.AsyncClient(base_url=base_url, timeout=30.0, limits=limits) as client:
+        for _ in range(rounds):
+            results.append(await run_round(client, devices, concurrency=concurrency))
+            if pause_s:
+                await asyncio.sleep(pause_s)
+    return results
