@@ -81,3 +81,9 @@ class Api:
     def close(self) -> None:
         """Close the connection pool."""
         self.http.close()
+
+    def __enter__(self) -> Api:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()

@@ -36,6 +36,20 @@ _Json = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
 _Id = Annotated[int, typer.Argument(help="The rollout's id (see 'skyfleet rollout list').")]
 
 
+class _once:  # noqa: N801 - reads like Api(server) for a single call
+    """One call on a fresh :class:`Api`, closed right after."""
+
+    def __init__(self, server: str) -> None:
+        self.server = server
+
+    def __getattr__(self, name: str) -> Any:
+        def call(*args: Any, **kwargs: Any) -> Any:
+            with Api(self.server) as api:
+                return getattr(api, name)(*args, **kwargs)
+
+        return call
+
+
 def _parse_pairs(values: list[str], what: str, example: str) -> dict[str, str]:
     pairs: dict[str, str] = {}
     for value in values:
@@ -59,7 +73,7 @@ def device_list(
     as_json: _Json = False,
 ) -> None:
     """List devices: hardware, tags, installed version, last seen."""
-    answer = Api(server).get("/devices", hw=hw, kind=kind, tag=tag, limit=limit)
+    answer = _once(server).get("/devices", hw=hw, kind=kind, tag=tag, limit=limit)
     if as_json:
         print_json(answer)
         return
@@ -108,7 +122,7 @@ def device_register(
             }
         ]
     }
-    answer = Api(server).post("/devices", body)
+    answer = _once(server).post("/devices", body)
     if as_json:
         print_json(answer["devices"][0])
     else:
@@ -146,17 +160,17 @@ def release_create(
     if notes is not None and not notes.is_file():
         raise InputError(f"notes file {str(notes)!r} does not exist")
     text = notes.read_text(encoding="utf-8") if notes else ""
-    api = Api(server)
-    uploaded: dict[Path, int] = {}
-    for path in dict.fromkeys(files.values()):
-        uploaded[path] = api.upload(path)["id"]
-    body = {
-        "version": version,
-        "notes": text,
-        "artifacts": {hw: [uploaded[path]] for hw, path in files.items()},
-        "min_installed_version": min_installed,
-    }
-    answer = api.post("/releases", body)
+    with Api(server) as api:
+        uploaded: dict[Path, int] = {}
+        for path in dict.fromkeys(files.values()):
+            uploaded[path] = api.upload(path)["id"]
+        body = {
+            "version": version,
+            "notes": text,
+            "artifacts": {hw: [uploaded[path]] for hw, path in files.items()},
+            "min_installed_version": min_installed,
+        }
+        answer = api.post("/releases", body)
     if as_json:
         print_json(answer)
     else:
@@ -167,7 +181,7 @@ def release_create(
 @release_app.command("list")
 def release_list(server: _Server = DEFAULT_SERVER, as_json: _Json = False) -> None:
     """List releases."""
-    answer = Api(server).get("/releases")
+    answer = _once(server).get("/releases")
     if as_json:
         print_json(answer)
         return
@@ -234,11 +248,11 @@ def rollout_create(
     }
     for text in group:
         GroupSpec.parse(text, **options)  # bad input is reported here, before any request
-    api = Api(server)
     body = {"release": release, "name": name, "groups": [{"group": g, **options} for g in group]}
-    answer = api.post("/rollouts", body)
-    if start:
-        answer = api.post(f"/rollouts/{answer['id']}/start")
+    with Api(server) as api:
+        answer = api.post("/rollouts", body)
+        if start:
+            answer = api.post(f"/rollouts/{answer['id']}/start")
     if as_json:
         print_json(answer)
     else:
@@ -251,7 +265,7 @@ def rollout_create(
 @rollout_app.command("list")
 def rollout_list(server: _Server = DEFAULT_SERVER, as_json: _Json = False) -> None:
     """List rollouts, newest first."""
-    answer = Api(server).get("/rollouts")
+    answer = _once(server).get("/rollouts")
     if as_json:
         print_json(answer)
         return
@@ -266,7 +280,7 @@ def rollout_list(server: _Server = DEFAULT_SERVER, as_json: _Json = False) -> No
 
 
 def _operation(operation: str, rollout_id: int, server: str, as_json: bool) -> None:
-    answer = Api(server).post(f"/rollouts/{rollout_id}/{operation}")
+    answer = _once(server).post(f"/rollouts/{rollout_id}/{operation}")
     if as_json:
         print_json(answer)
     else:
@@ -317,7 +331,7 @@ def rollout_rollback(
     as_json: _Json = False,
 ) -> None:
     """Cancel the rollout and start a new one to the previous release for the devices it reached."""
-    answer = Api(server).request("POST", f"/rollouts/{rollout_id}/rollback", json={"to": to})
+    answer = _once(server).request("POST", f"/rollouts/{rollout_id}/rollback", json={"to": to})
     if as_json:
         print_json(answer)
     else:
@@ -332,8 +346,10 @@ _IN_PROGRESS = ("retrieved", "downloading", "downloaded", "installing", "rebooti
 def _status_table(r: dict[str, Any]) -> Table:
     reason = f" · {r['reason']}" if r["reason"] else ""
     table = Table(title=f"rollout {r['id']} · {r['release']} · {r['status']}{reason}")
-    for col in ("#", "group", "devices", "waiting", "updating", "confirmed", "failed", "timed out"):
-        table.add_column(col, justify="left" if col == "group" else "right")
+    table.add_column("#", justify="right")
+    table.add_column("group", min_width=14, overflow="fold")
+    for col in ("devices", "waiting", "updating", "confirmed", "failed", "timed out"):
+        table.add_column(col, justify="right")
     table.add_column("success", justify="right")
     table.add_column("errors", justify="right")
     for g in r["groups"]:
@@ -366,7 +382,11 @@ def rollout_status(
     as_json: _Json = False,
 ) -> None:
     """Per group: devices by state, success and error rates."""
-    api = Api(server)
+    with Api(server) as api:
+        _status(api, rollout_id, watch, interval, as_json)
+
+
+def _status(api: Api, rollout_id: int, watch: bool, interval: float, as_json: bool) -> None:
     answer = api.get(f"/rollouts/{rollout_id}")
     if as_json and not watch:
         print_json(answer)

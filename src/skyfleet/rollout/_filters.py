@@ -171,7 +171,11 @@ def parse_group_text(text: str) -> tuple[DeviceFilter, float]:
     skyfleet.errors.FilterError: percentage 150% in 'hw:hw3 150%' must be above 0% and at most 100%
     """
     terms = text.split()
+    if not terms:
+        raise FilterError("a group needs filter terms, e.g. 'hw:hw3 10%'; use '*' for every device")
     percent = 100.0
+    if terms[-1].endswith("%") and not _PERCENT_RE.match(terms[-1]):
+        raise FilterError(f"cannot read the percentage {terms[-1]!r} in {text!r}: write e.g. 10%")
     if terms and (match := _PERCENT_RE.match(terms[-1])):
         percent = float(match.group(1))
         terms = terms[:-1]

@@ -5,6 +5,7 @@
     created ──start──→ running ──(group passes, manual)──→ waiting ──resume──→ running
                           │  └──(last group passes)──→ complete
                           └──(error threshold, or halt)──→ halted ──resume──→ running
+    waiting ──halt──→ halted
     created / running / waiting / halted ──cancel──→ cancelled
     running / waiting / halted / complete / cancelled ──rollback──→ (a new rollout)
 """
@@ -74,7 +75,11 @@ def check_operation(status: RolloutStatus, operation: str) -> None:
     ...
     skyfleet.errors.ConflictError: cannot resume a rollout that is cancelled (allowed when halted or waiting)
     """
-    allowed = _ALLOWED[operation]
+    allowed = _ALLOWED.get(operation)
+    if allowed is None:
+        raise ConflictError(
+            f"unknown operation {operation!r}: use start, halt, resume, cancel or rollback"
+        )
     if status not in allowed:
         names = " or ".join(sorted(s.value for s in allowed))
         raise ConflictError(
@@ -163,7 +168,12 @@ def plan_step(
     if not started:
         return Step(RolloutStatus.RUNNING, start_group=0, reason="rollout started")
     newest = started[-1]
-    verdict, why = judge_group(specs[newest], counts[newest])
+    verdict, why = judge_group(
+        specs[newest],
+        counts[newest],
+        failures_before=progress[newest].failures_before,
+        finished_before=progress[newest].finished_before,
+    )
     if verdict != Verdict.PASS:
         return Step(status)
     if newest + 1 >= len(specs):

@@ -24,7 +24,7 @@ def is_valid_version(version: str) -> bool:
     >>> is_valid_version("2025.44.25.5"), is_valid_version("fsd-14.2.1.25"), is_valid_version("a b")
     (True, True, False)
     """
-    return bool(_VERSION_RE.match(version))
+    return bool(_VERSION_RE.fullmatch(version))
 
 
 def _split(version: str) -> tuple[str, str]:

@@ -16,9 +16,10 @@ from collections.abc import Callable, Coroutine
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Header, Path, Request, Response
-from fastapi.responses import FileResponse, PlainTextResponse
+from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse
 from fastapi.routing import APIRoute
 from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import Connection
 
 from skyfleet import store
 from skyfleet.errors import DeviceAuthError, NotFoundError
@@ -106,7 +107,7 @@ def _sleep_text(seconds: float) -> str:
 
 
 def _authenticate(
-    rt: Runtime, tenant: str, controller_id: str, authorization: str | None
+    rt: Runtime, conn: Connection, tenant: str, controller_id: str, authorization: str | None
 ) -> dict[str, Any] | None:
     """The device row (None for an unknown device that presented the gateway token)."""
     if tenant.lower() != rt.config.tenant.lower():
@@ -119,15 +120,14 @@ def _authenticate(
         and gateway is not None
         and hmac.compare_digest(token.encode(), gateway.encode())
     )
-    with rt.store.read() as conn:
-        try:
-            device = store.get_device(conn, controller_id)
-        except NotFoundError:
-            if is_gateway:
-                return None
-            raise DeviceAuthError(
-                "missing or wrong device token: send 'Authorization: TargetToken <token>'"
-            ) from None
+    try:
+        device = store.get_device(conn, controller_id)
+    except NotFoundError:
+        if is_gateway:
+            return None
+        raise DeviceAuthError(
+            "missing or wrong device token: send 'Authorization: TargetToken <token>'"
+        ) from None
     if is_gateway or (scheme == "TargetToken" and store.token_matches(token, device["token_hash"])):
         return device
     raise DeviceAuthError(
@@ -152,7 +152,8 @@ def _device(
     authorization: str | None = Header(default=None),
 ) -> dict[str, Any]:
     rt = runtime(request)
-    device = _authenticate(rt, tenant, controller_id, authorization)
+    with rt.store.read() as conn:
+        device = _authenticate(rt, conn, tenant, controller_id, authorization)
     if device is None:
         _register_unknown(rt, controller_id)
         with rt.store.begin() as conn:
@@ -167,21 +168,31 @@ def _base(request: Request, tenant: str, controller_id: str) -> str:
     return f"{str(request.base_url).rstrip('/')}/{tenant}/controller/v1/{controller_id}"
 
 
-@router.get("/{tenant}/controller/v1/{controller_id}", summary="Base poll")
-def poll(request: Request, tenant: str, controller_id: str, device: Device) -> dict[str, Any]:
-    """What the device should do next, and when to poll again."""
+@router.get(
+    "/{tenant}/controller/v1/{controller_id}",
+    summary="Base poll",
+    response_model=None,
+    responses={200: {"description": "`config.polling.sleep` and the `_links` to follow"}},
+)
+def poll(
+    request: Request,
+    tenant: str,
+    controller_id: Annotated[str, ControllerId],
+    authorization: Annotated[str | None, Header()] = None,
+) -> JSONResponse:
+    """What the device should do next, and when to poll again (the fleet's hot path)."""
     rt = runtime(request)
-    now = rt.clock()
-    jitter = 1.0 + rt.config.poll_jitter * (2.0 * random.random() - 1.0)
-    body: dict[str, Any] = {
-        "config": {"polling": {"sleep": _sleep_text(rt.config.poll_sleep_s * jitter)}},
-        "_links": {},
-    }
-    links = body["_links"]
-    base = _base(request, tenant, controller_id)
+    offer = installed = None
     with rt.store.read() as conn:
-        offer = store.offered_action(conn, controller_id)
-        installed = store.installed_action(conn, controller_id) if offer is None else None
+        device = _authenticate(rt, conn, tenant, controller_id, authorization)
+        if device is not None:
+            offer = store.offered_action(conn, controller_id)
+            installed = store.installed_action(conn, controller_id) if offer is None else None
+    if device is None:
+        _register_unknown(rt, controller_id)
+    jitter = 1.0 + rt.config.poll_jitter * (2.0 * random.random() - 1.0)
+    links: dict[str, Any] = {}
+    base = _base(request, tenant, controller_id)
     if offer is not None and offer.cancel:
         links["cancelAction"] = {"href": f"{base}/cancelAction/{offer.action_id}"}
     elif offer is not None:
@@ -190,10 +201,11 @@ def poll(request: Request, tenant: str, controller_id: str, device: Device) -> d
         }
     if installed is not None:
         links["installedBase"] = {"href": f"{base}/installedBase/{installed}"}
-    if device["last_seen"] is None and not rt.was_seen(controller_id):
+    if (device is None or device["last_seen"] is None) and not rt.was_seen(controller_id):
         links["configData"] = {"href": f"{base}/configData"}
-    rt.seen(controller_id, now)
-    return body
+    rt.seen(controller_id, rt.clock())
+    sleep = _sleep_text(rt.config.poll_sleep_s * jitter)
+    return JSONResponse({"config": {"polling": {"sleep": sleep}}, "_links": links})
 
 
 def _deployment_body(
@@ -353,26 +365,36 @@ def config_data(
     body: ConfigData,
     device: Device,
 ) -> Response:
-    """Merge reported attributes; ``hw``, ``kind`` and ``version`` set those device fields."""
+    """Merge reported attributes; ``hw`` and ``version`` set the device's hardware and version."""
     rt = runtime(request)
     data = {str(k): v for k, v in body.data.items()}
     version = data.pop("version", None)
+    hw = data.pop("hw", None)
     now = rt.clock()
     with rt.store.begin() as conn:
         store.update_reported(
             conn,
             controller_id,
             attributes=data,
+            mode=body.mode,
             installed_version=str(version) if version is not None else None,
+            hw=str(hw) if hw is not None else None,
             last_seen=now,
+            now_s=now,
         )
     rt.seen(controller_id, now)
     return Response(status_code=200)
 
 
-@router.api_route(
-    "/{tenant}/controller/v1/{controller_id}/softwaremodules/{release_id}/artifacts/{filename}",
-    methods=["GET", "HEAD"],
+_ARTIFACT = (
+    "/{tenant}/controller/v1/{controller_id}/softwaremodules/{release_id}/artifacts/{filename}"
+)
+
+
+@router.head(_ARTIFACT, operation_id="artifact_head", summary="Artifact size", response_model=None)
+@router.get(
+    _ARTIFACT,
+    operation_id="artifact_download",
     summary="Download an artifact (HTTP Range supported)",
     response_model=None,
 )

@@ -245,6 +245,16 @@ def list_actions(
     return {"actions": rows}
 
 
+@router.post("/rollouts/{rollout_id}/rollback", status_code=201, summary="Roll back")
+def rollback(request: Request, rollout_id: int, body: RollbackIn | None = None) -> dict[str, Any]:
+    """Cancel the rollout and start a new one to the previous release for the devices it reached."""
+    rt = _rt(request)
+    with rt.store.begin() as conn:
+        return store.rollback(
+            conn, rt.clock(), rollout_id, to_version=body.to if body else None, actor=OPERATOR
+        )
+
+
 @router.post("/rollouts/{rollout_id}/{operation}", summary="Start, halt, resume or cancel")
 def operate(
     request: Request,
@@ -255,16 +265,6 @@ def operate(
     rt = _rt(request)
     with rt.store.begin() as conn:
         return store.operate(conn, rt.clock(), rollout_id, operation, actor=OPERATOR)
-
-
-@router.post("/rollouts/{rollout_id}/rollback", status_code=201, summary="Roll back")
-def rollback(request: Request, rollout_id: int, body: RollbackIn | None = None) -> dict[str, Any]:
-    """Cancel the rollout and start a new one to the previous release for the devices it reached."""
-    rt = _rt(request)
-    with rt.store.begin() as conn:
-        return store.rollback(
-            conn, rt.clock(), rollout_id, to_version=body.to if body else None, actor=OPERATOR
-        )
 
 
 @router.get("/audit", summary="The audit log")

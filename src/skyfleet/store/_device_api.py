@@ -165,7 +165,8 @@ def apply_feedback(
     current = ActionState(action.state)
     if target is None:
         return current.value, False
-    if current == ActionState.SCHEDULED and offered_action(conn, device_id) is None:
+    offer = offered_action(conn, device_id) if current == ActionState.SCHEDULED else None
+    if current == ActionState.SCHEDULED and (offer is None or offer.action_id != action_id):
         raise ConflictError(f"action {action_id} has not been offered to device {device_id!r}")
     new = advance(current, target)
     if new is None:

@@ -144,6 +144,9 @@ def open_store(
                     )
         if migrate:
             store.migrate()
+    except StoreError:
+        engine.dispose()
+        raise
     except OperationalError as exc:
         engine.dispose()
         reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)

@@ -117,9 +117,11 @@ def register_devices(
     ids = [r["id"] for r in rows]
     if len(set(ids)) != len(ids):
         raise FilterError("the same device id appears twice in one registration")
-    existing = conn.execute(select(devices.c.id).where(devices.c.id.in_(ids[:1000]))).first()
-    if existing is not None:
-        raise ConflictError(f"device {existing[0]!r} is already registered")
+    for start in range(0, len(ids), 1000):
+        chunk = ids[start : start + 1000]
+        existing = conn.execute(select(devices.c.id).where(devices.c.id.in_(chunk))).first()
+        if existing is not None:
+            raise ConflictError(f"device {existing[0]!r} is already registered")
     conn.execute(insert(devices), rows)
     if len(rows) <= 100:
         for row in rows:
@@ -169,20 +171,54 @@ def update_reported(
     device_id: str,
     *,
     attributes: Mapping[str, Any] | None = None,
+    mode: str = "merge",
     installed_version: str | None = None,
+    hw: str | None = None,
     last_seen: float | None = None,
+    now_s: float | None = None,
 ) -> None:
-    """Merge attributes a device reported (DDI ``configData``) and its installed version."""
+    """Record what a device reported (DDI ``configData``): attributes, version, hardware.
+
+    ``mode`` as in hawkBit: ``merge`` adds and overwrites attributes, ``replace`` keeps only the
+    ones sent, ``remove`` drops the keys sent.
+
+    A device whose hardware generation changes (a gateway registered it as ``unknown``) joins
+    the groups of running rollouts it now matches.
+    """
     values: dict[str, Any] = {}
     if last_seen is not None:
         values["last_seen"] = last_seen
-    if attributes:
-        current = get_device(conn, device_id)["attributes"] or {}
-        values["attributes"] = {**current, **{str(k): str(v) for k, v in attributes.items()}}
+    rejoin = False
+    if hw is not None and hw != get_device(conn, device_id)["hw"]:
+        if not 0 < len(hw) <= 32:
+            raise FilterError(f"hardware generation {hw!r} must be 1-32 characters, e.g. hw3")
+        values["hw"] = hw
+        rejoin = True
+    sent = {str(k): str(v) for k, v in (attributes or {}).items()}
+    if mode not in ("merge", "replace", "remove"):
+        raise FilterError(f"configData mode {mode!r} is unknown: use merge, replace or remove")
+    if sent or mode == "replace":
+        current = dict(get_device(conn, device_id)["attributes"] or {})
+        if mode == "merge":
+            values["attributes"] = {**current, **sent}
+        elif mode == "replace":
+            values["attributes"] = sent
+        else:
+            values["attributes"] = {k: v for k, v in current.items() if k not in sent}
     if installed_version is not None:
+        if not is_valid_version(installed_version):
+            raise FilterError(
+                f"reported version {installed_version!r} is not usable: "
+                "use letters, digits and ._+~- (e.g. 2025.44.25.5)"
+            )
         values["installed_version"] = installed_version
     if values:
         conn.execute(update(devices).where(devices.c.id == device_id).values(**values))
+    if rejoin:
+        from skyfleet.store._rollouts import join_active_rollouts  # one-way, as in register
+
+        record = device_record(get_device(conn, device_id))
+        join_active_rollouts(conn, now_s or last_seen or 0.0, [record], actor=device_id)
 
 
 def touch_devices(conn: Connection, last_seen: Mapping[str, float]) -> None:

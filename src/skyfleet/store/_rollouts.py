@@ -211,13 +211,27 @@ def _insert_groups(conn: Connection, rollout_id: int, groups: Sequence[GroupSpec
 def join_active_rollouts(
     conn: Connection, now_s: float, records: Sequence[DeviceRecord], *, actor: str
 ) -> None:
-    """Give newly registered devices their group in every rollout that has not ended."""
+    """Give devices their group in every rollout that has not ended and has none for them yet.
+
+    Called when devices register, and when a device first reports its hardware (a gateway
+    registers unknown devices before they say what they are).
+    """
     active = conn.execute(
         select(rollouts).where(rollouts.c.status.in_([s.value for s in _ASSIGNING]))
     ).all()
     for rollout in active:
         if rollout.rollback_of is not None:
             continue  # a rollback targets the devices the original rollout reached, no others
+        if len(records) <= 1000:
+            taken = set(
+                conn.execute(
+                    select(actions.c.device_id).where(
+                        actions.c.rollout_id == rollout.id,
+                        actions.c.device_id.in_([r.id for r in records]),
+                    )
+                ).scalars()
+            )
+            records = [r for r in records if r.id not in taken]
         rel = get_release(conn, rollout.release_id)
         specs = [_spec(g) for g in _groups(conn, rollout.id)]
         _insert_actions(
