@@ -109,7 +109,8 @@ def _sleep_text(seconds: float) -> str:
 def _authenticate(
     rt: Runtime, conn: Connection, tenant: str, controller_id: str, authorization: str | None
 ) -> dict[str, Any] | None:
-    """The device row (None for an unknown device that presented the gateway token)."""
+    """``{"last_seen": ...}`` of the device, or None for an unknown device that presented the
+    gateway token; :class:`DeviceAuthError` for anything else."""
     if tenant.lower() != rt.config.tenant.lower():
         raise NotFoundError(f"unknown tenant {tenant!r}")
     scheme, _, token = (authorization or "").partition(" ")
@@ -120,16 +121,12 @@ def _authenticate(
         and gateway is not None
         and hmac.compare_digest(token.encode(), gateway.encode())
     )
-    try:
-        device = store.get_device(conn, controller_id)
-    except NotFoundError:
+    found = store.device_auth(conn, controller_id)
+    if found is None:
         if is_gateway:
             return None
-        raise DeviceAuthError(
-            "missing or wrong device token: send 'Authorization: TargetToken <token>'"
-        ) from None
-    if is_gateway or (scheme == "TargetToken" and store.token_matches(token, device["token_hash"])):
-        return device
+    elif is_gateway or (scheme == "TargetToken" and store.token_matches(token, found[0])):
+        return {"last_seen": found[1]}
     raise DeviceAuthError(
         "missing or wrong device token: send 'Authorization: TargetToken <token>'"
     )
@@ -156,8 +153,7 @@ def _device(
         device = _authenticate(rt, conn, tenant, controller_id, authorization)
     if device is None:
         _register_unknown(rt, controller_id)
-        with rt.store.begin() as conn:
-            device = store.get_device(conn, controller_id)
+        device = {"last_seen": None}
     return device
 
 

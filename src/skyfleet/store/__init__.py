@@ -30,6 +30,7 @@ from skyfleet.store._device_api import (
 from skyfleet.store._engine import DEFAULT_URL, Store, open_store
 from skyfleet.store._fleet import (
     NewDevice,
+    device_auth,
     get_device,
     hash_token,
     list_devices,
@@ -62,6 +63,7 @@ __all__ = [
     "create_rollout",
     "deployment",
     "device_artifact",
+    "device_auth",
     "evaluate",
     "get_artifact",
     "get_device",

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, and_, or_, select, update
+from sqlalchemy import Connection, and_, bindparam, or_, select, update
 
 from skyfleet.errors import ConflictError, NotFoundError
 from skyfleet.rollout import OFFERING, OPEN, TERMINAL, ActionState, advance, feedback_target
@@ -49,33 +49,46 @@ _OPEN_STATES = sorted(s.value for s in OPEN)
 _OFFERING = sorted(s.value for s in OFFERING)
 
 
+# The device API's hot path: statements built once (SQLAlchemy caches their compiled form).
+_OFFERED = (
+    select(actions.c.id, actions.c.state)
+    .join(rollouts, rollouts.c.id == actions.c.rollout_id)
+    .join(
+        rollout_groups,
+        and_(
+            rollout_groups.c.rollout_id == actions.c.rollout_id,
+            rollout_groups.c.idx == actions.c.group_idx,
+        ),
+    )
+    .where(
+        actions.c.device_id == bindparam("device_id"),
+        actions.c.state.in_(_OPEN_STATES),
+        or_(
+            actions.c.state != ActionState.SCHEDULED.value,
+            and_(rollouts.c.status.in_(_OFFERING), rollout_groups.c.started_at.is_not(None)),
+        ),
+    )
+    .order_by((actions.c.state == ActionState.CANCELLING.value).desc(), actions.c.id)
+    .limit(1)
+)
+_INSTALLED = (
+    select(actions.c.id)
+    .where(
+        actions.c.device_id == bindparam("device_id"),
+        actions.c.state == ActionState.CONFIRMED.value,
+    )
+    .order_by(actions.c.updated_at.desc(), actions.c.id.desc())
+    .limit(1)
+)
+
+
 def offered_action(conn: Connection, device_id: str) -> Offer | None:
     """The device's oldest open action that it may see, or None.
 
     A scheduled action is offered only once its group has started and its rollout is running,
     waiting or complete; an action already in the device's hands is always shown.
     """
-    row = conn.execute(
-        select(actions.c.id, actions.c.state)
-        .join(rollouts, rollouts.c.id == actions.c.rollout_id)
-        .join(
-            rollout_groups,
-            and_(
-                rollout_groups.c.rollout_id == actions.c.rollout_id,
-                rollout_groups.c.idx == actions.c.group_idx,
-            ),
-        )
-        .where(
-            actions.c.device_id == device_id,
-            actions.c.state.in_(_OPEN_STATES),
-            or_(
-                actions.c.state != ActionState.SCHEDULED.value,
-                and_(rollouts.c.status.in_(_OFFERING), rollout_groups.c.started_at.is_not(None)),
-            ),
-        )
-        .order_by((actions.c.state == ActionState.CANCELLING.value).desc(), actions.c.id)
-        .limit(1)
-    ).first()
+    row = conn.execute(_OFFERED, {"device_id": device_id}).first()
     if row is None:
         return None
     state = ActionState(row.state)
@@ -137,12 +150,8 @@ def deployment(conn: Connection, now_s: float, device_id: str, action_id: int) -
 
 def installed_action(conn: Connection, device_id: str) -> int | None:
     """The device's most recent confirmed action, or None."""
-    return conn.execute(
-        select(actions.c.id)
-        .where(actions.c.device_id == device_id, actions.c.state == ActionState.CONFIRMED.value)
-        .order_by(actions.c.updated_at.desc(), actions.c.id.desc())
-        .limit(1)
-    ).scalar()
+    found: int | None = conn.execute(_INSTALLED, {"device_id": device_id}).scalar()
+    return found
 
 
 def apply_feedback(

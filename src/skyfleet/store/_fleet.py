@@ -19,6 +19,7 @@ from skyfleet.store._schema import devices
 
 __all__ = [
     "NewDevice",
+    "device_auth",
     "device_record",
     "get_device",
     "hash_token",
@@ -134,9 +135,21 @@ def register_devices(
     return issued
 
 
+_GET_DEVICE = select(devices).where(devices.c.id == bindparam("device_id"))
+_AUTH = select(devices.c.token_hash, devices.c.last_seen).where(
+    devices.c.id == bindparam("device_id")
+)
+
+
+def device_auth(conn: Connection, device_id: str) -> tuple[str | None, float | None] | None:
+    """``(token_hash, last_seen)`` of a device, or None when it is unknown (the poll's lookup)."""
+    row = conn.execute(_AUTH, {"device_id": device_id}).first()
+    return None if row is None else (row.token_hash, row.last_seen)
+
+
 def get_device(conn: Connection, device_id: str) -> dict[str, Any]:
     """One device's row, or :class:`NotFoundError`."""
-    row = conn.execute(select(devices).where(devices.c.id == device_id)).first()
+    row = conn.execute(_GET_DEVICE, {"device_id": device_id}).first()
     if row is None:
         raise NotFoundError(f"no device {device_id!r}; list them with 'skyfleet device list'")
     return dict(row._mapping)
