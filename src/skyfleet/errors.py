@@ -17,6 +17,7 @@ and exits with status 2.
     │   └── LinkConfigError              a link query with impossible parameters (step <= 0, ...)
     ├── RolloutError
     │   ├── FilterError                  a group filter or percentage that does not parse
+    │   ├── DeviceError                  a device registration or report that cannot be stored
     │   ├── ReleaseError                 a release that cannot be created (duplicate version, ...)
     │   ├── ArtifactError                an upload whose bytes do not match its declared hash
     │   ├── NotFoundError                an unknown device, release, rollout, action or artifact
@@ -33,6 +34,7 @@ __all__ = [
     "ArtifactError",
     "ConflictError",
     "DeviceAuthError",
+    "DeviceError",
     "FilterError",
     "InputError",
     "LinkConfigError",
@@ -92,6 +94,10 @@ class RolloutError(SkyfleetError):
 
 class FilterError(RolloutError, ValueError):
     """A rollout group (filter, percentage, thresholds) that does not parse or cannot work."""
+
+
+class DeviceError(RolloutError, ValueError):
+    """A device registration or report with a field that cannot be stored (id, kind, version)."""
 
 
 class ReleaseError(RolloutError, ValueError):

@@ -19,6 +19,7 @@ from sqlalchemy import Connection, create_engine, func, insert, select, text
 from skyfleet.errors import (
     ArtifactError,
     ConflictError,
+    DeviceError,
     FilterError,
     NotFoundError,
     ReleaseError,
@@ -599,7 +600,7 @@ def test_a_registration_with_one_bad_device_stores_none(db: Store) -> None:
         [_car("good"), _car("twice"), _car("twice")],
     ]
     for batch in bad:
-        with pytest.raises(FilterError), db.begin() as conn:
+        with pytest.raises(DeviceError), db.begin() as conn:
             register_devices(conn, T0, batch, actor=ACTOR)
     assert _row_counts(db) == before
 

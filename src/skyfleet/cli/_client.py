@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 
 from skyfleet.errors import ApiError, InputError
+from skyfleet.store import iter_file
 
 __all__ = ["DEFAULT_SERVER", "Api", "file_sha256"]
 
@@ -23,12 +23,6 @@ def file_sha256(path: Path) -> str:
         while chunk := handle.read(1 << 20):
             digest.update(chunk)
     return digest.hexdigest()
-
-
-def _chunks(path: Path) -> Iterator[bytes]:
-    with path.open("rb") as handle:
-        while chunk := handle.read(1 << 20):
-            yield chunk
 
 
 class Api:
@@ -73,7 +67,7 @@ class Api:
             "POST",
             "/artifacts",
             params={"filename": path.name, "sha256": file_sha256(path)},
-            content=_chunks(path),
+            content=iter_file(path),
             headers={"Content-Type": "application/octet-stream"},
         )
         return answer

@@ -15,7 +15,7 @@ from rich.table import Table
 from skyfleet.cli._client import DEFAULT_SERVER, Api
 from skyfleet.cli._common import err, iso, out, parse_duration, print_json
 from skyfleet.errors import InputError
-from skyfleet.rollout import ActionState, GroupSpec
+from skyfleet.rollout import IN_PROGRESS, ActionState, GroupSpec
 
 __all__ = ["device_app", "release_app", "rollout_app"]
 
@@ -253,6 +253,12 @@ def rollout_create(
         answer = api.post("/rollouts", body)
         if start:
             answer = api.post(f"/rollouts/{answer['id']}/start")
+    for g in answer["groups"]:
+        if g["total"] == 0:
+            err.print(
+                f"[yellow]warning:[/] group {g['index']} ({g['group']}) matches no device; "
+                "it passes at once"
+            )
     if as_json:
         print_json(answer)
     else:
@@ -340,7 +346,7 @@ def rollout_rollback(
         )
 
 
-_IN_PROGRESS = ("retrieved", "downloading", "downloaded", "installing", "rebooting", "cancelling")
+_IN_PROGRESS = [s.value for s in sorted(IN_PROGRESS)]
 
 
 def _status_table(r: dict[str, Any]) -> Table:

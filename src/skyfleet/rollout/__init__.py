@@ -15,7 +15,13 @@ from skyfleet.rollout._actions import (
     advance,
     feedback_target,
 )
-from skyfleet.rollout._filters import DeviceFilter, DeviceRecord, parse_filter, parse_group_text
+from skyfleet.rollout._filters import (
+    DEVICE_KINDS,
+    DeviceFilter,
+    DeviceRecord,
+    parse_filter,
+    parse_group_text,
+)
 from skyfleet.rollout._groups import (
     GroupCounts,
     GroupSpec,
@@ -37,6 +43,7 @@ from skyfleet.rollout._rollouts import (
 from skyfleet.rollout._versions import is_valid_version, same_line, version_key
 
 __all__ = [
+    "DEVICE_KINDS",
     "FINISHED",
     "IN_PROGRESS",
     "OFFERING",

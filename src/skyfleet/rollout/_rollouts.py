@@ -142,9 +142,10 @@ def plan_step(
     progress: Sequence[GroupProgress],
     counts: Sequence[GroupCounts],
 ) -> Step:
-    """Judge a running rollout's started groups and say what happens next.
+    """Judge a running (or waiting) rollout's started groups and say what happens next.
 
-    Any started group over its error threshold halts the rollout. When the newest started group
+    Any started group over its error threshold halts the rollout, also while it waits for an
+    operator between groups. When the newest started group
     passes, the next group starts (or the rollout waits for an operator when the group is
     manual); when the last group passes, the rollout is complete.
 
@@ -153,7 +154,7 @@ def plan_step(
     ...           [GroupCounts({"confirmed": 2}), GroupCounts()]).start_group
     1
     """
-    if status != RolloutStatus.RUNNING:
+    if status not in (RolloutStatus.RUNNING, RolloutStatus.WAITING):
         return Step(status)
     started = [i for i, p in enumerate(progress) if p.started]
     for i in started:
@@ -165,6 +166,8 @@ def plan_step(
         )
         if verdict == Verdict.HALT:
             return Step(RolloutStatus.HALTED, reason=f"group {i + 1}: {why}")
+    if status == RolloutStatus.WAITING:
+        return Step(status)  # started groups are still watched; the next waits for resume
     if not started:
         return Step(RolloutStatus.RUNNING, start_group=0, reason="rollout started")
     newest = started[-1]

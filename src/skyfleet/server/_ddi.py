@@ -20,9 +20,11 @@ from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse
 from fastapi.routing import APIRoute
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import Connection
+from sqlalchemy.exc import IntegrityError
 
 from skyfleet import store
-from skyfleet.errors import DeviceAuthError, NotFoundError
+from skyfleet.errors import ConflictError, DeviceAuthError, NotFoundError
+from skyfleet.server._params import IdPath
 from skyfleet.server._runtime import Runtime
 
 __all__ = ["router"]
@@ -126,20 +128,24 @@ def _authenticate(
         if is_gateway:
             return None
     elif is_gateway or (scheme == "TargetToken" and store.token_matches(token, found[0])):
-        return {"last_seen": found[1]}
+        return {"last_seen": found[1], "hw": found[2]}
     raise DeviceAuthError(
         "missing or wrong device token: send 'Authorization: TargetToken <token>'"
     )
 
 
 def _register_unknown(rt: Runtime, controller_id: str) -> None:
-    with rt.store.begin() as conn:
-        store.register_devices(
-            conn,
-            rt.clock(),
-            [store.NewDevice(controller_id, hw="unknown")],
-            actor="gateway",
-        )
+    """Register a device a gateway polls for; two first polls at once both succeed."""
+    try:
+        with rt.store.begin() as conn:
+            store.register_devices(
+                conn,
+                rt.clock(),
+                [store.NewDevice(controller_id, hw=store.UNKNOWN_HW)],
+                actor="gateway",
+            )
+    except (ConflictError, IntegrityError):
+        pass  # registered by the other poll
 
 
 def _device(
@@ -153,7 +159,7 @@ def _device(
         device = _authenticate(rt, conn, tenant, controller_id, authorization)
     if device is None:
         _register_unknown(rt, controller_id)
-        device = {"last_seen": None}
+        device = {"last_seen": None, "hw": store.UNKNOWN_HW}
     return device
 
 
@@ -197,7 +203,12 @@ def poll(
         }
     if installed is not None:
         links["installedBase"] = {"href": f"{base}/installedBase/{installed}"}
-    if (device is None or device["last_seen"] is None) and not rt.was_seen(controller_id):
+    # Ask for configData until the device has been seen, and while it has not said what it is.
+    if (
+        device is None
+        or device["hw"] == store.UNKNOWN_HW
+        or (device["last_seen"] is None and not rt.was_seen(controller_id))
+    ):
         links["configData"] = {"href": f"{base}/configData"}
     rt.seen(controller_id, rt.clock())
     sleep = _sleep_text(rt.config.poll_sleep_s * jitter)
@@ -248,7 +259,7 @@ def deployment_base(
     request: Request,
     tenant: str,
     controller_id: str,
-    action_id: int,
+    action_id: IdPath,
     device: Device,
 ) -> dict[str, Any]:
     """The release's chunks and artifacts (hashes, sizes, download links) for this device."""
@@ -266,7 +277,7 @@ def installed_base(
     request: Request,
     tenant: str,
     controller_id: str,
-    action_id: int,
+    action_id: IdPath,
     device: Device,
 ) -> dict[str, Any]:
     """The deployment the device confirmed most recently."""
@@ -274,7 +285,7 @@ def installed_base(
     with rt.store.begin() as conn:
         if store.installed_action(conn, controller_id) != action_id:
             raise NotFoundError(f"action {action_id} is not what device {controller_id!r} runs")
-        dep = store.deployment(conn, rt.clock(), controller_id, action_id)
+        dep = store.deployment(conn, rt.clock(), controller_id, action_id, installed=True)
     return _deployment_body(request, tenant, controller_id, dep, "FINISHED")
 
 
@@ -302,7 +313,7 @@ def deployment_feedback(
     request: Request,
     tenant: str,
     controller_id: str,
-    action_id: int,
+    action_id: IdPath,
     feedback: Feedback,
     device: Device,
 ) -> Response:
@@ -318,7 +329,7 @@ def cancel_action(
     request: Request,
     tenant: str,
     controller_id: str,
-    action_id: int,
+    action_id: IdPath,
     device: Device,
 ) -> dict[str, Any]:
     """The DDI cancel request: stop working on ``stopId``."""
@@ -340,7 +351,7 @@ def cancel_feedback(
     request: Request,
     tenant: str,
     controller_id: str,
-    action_id: int,
+    action_id: IdPath,
     feedback: Feedback,
     device: Device,
 ) -> Response:
@@ -398,7 +409,7 @@ def download(
     request: Request,
     tenant: str,
     controller_id: str,
-    release_id: int,
+    release_id: IdPath,
     filename: str,
     device: Device,
 ) -> FileResponse | PlainTextResponse:

@@ -8,13 +8,14 @@ import logging
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DataError, IntegrityError, OperationalError
 from starlette.exceptions import HTTPException
 
 from skyfleet.errors import (
     ArtifactError,
     ConflictError,
     DeviceAuthError,
+    DeviceError,
     FilterError,
     NotFoundError,
     ReleaseError,
@@ -32,6 +33,7 @@ _STATUS: list[tuple[type[SkyfleetError], int]] = [
     (DeviceAuthError, 401),
     (ArtifactError, 400),
     (FilterError, 400),
+    (DeviceError, 400),
     (ReleaseError, 400),
     (StoreError, 503),
 ]
@@ -49,7 +51,11 @@ def _validation_message(exc: RequestValidationError) -> str:
         if e.get("type") == "json_invalid":
             return f"the request body is not valid JSON ({e.get('ctx', {}).get('error', 'parse error')})"
         where = ".".join(str(p) for p in e.get("loc", ()) if p != "body") or "body"
-        problems.append(f"{where}: {e.get('msg', 'invalid')}")
+        got = e.get("input")
+        shown = (
+            f" (got {got!r})" if isinstance(got, int | float | str) and len(repr(got)) < 60 else ""
+        )
+        problems.append(f"{where}: {e.get('msg', 'invalid')}{shown}")
     return "; ".join(problems)
 
 
@@ -73,6 +79,18 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(HTTPException)
     async def _http(_request: Request, exc: HTTPException) -> JSONResponse:
         return error_response(exc.status_code, str(exc.detail))
+
+    @app.exception_handler(DataError)
+    async def _data(_request: Request, exc: DataError) -> JSONResponse:
+        reason = str(exc.orig).strip().splitlines()[0] if exc.orig else "a value out of range"
+        return error_response(400, f"a value cannot be stored: {reason}")
+
+    @app.exception_handler(OperationalError)
+    async def _busy(request: Request, exc: OperationalError) -> JSONResponse:
+        log.warning("database busy on %s %s: %s", request.method, request.url.path, exc.orig)
+        response = error_response(503, "the database is busy or unreachable; retry shortly")
+        response.headers["Retry-After"] = "1"
+        return response
 
     @app.exception_handler(IntegrityError)
     async def _integrity(_request: Request, exc: IntegrityError) -> JSONResponse:

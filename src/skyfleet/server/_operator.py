@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from skyfleet import __version__, store
 from skyfleet.rollout import GroupSpec
+from skyfleet.server._params import MAX_ID, Count, Hardware, Id, IdPath
 from skyfleet.server._runtime import Runtime
 
 __all__ = ["router"]
@@ -25,7 +26,7 @@ def _rt(request: Request) -> Runtime:
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class DeviceIn(_Strict):
@@ -33,7 +34,7 @@ class DeviceIn(_Strict):
 
     id: str = Field(min_length=1, max_length=128, pattern=r"^[^/\\\s]+$")
     kind: Literal["vehicle", "home-battery", "site"] = "vehicle"
-    hw: str = Field(default="hw3", min_length=1, max_length=32)
+    hw: Hardware = "hw3"
     attributes: dict[str, str] = Field(default_factory=dict)
     tags: list[str] = Field(default_factory=list)
     installed_version: str | None = None
@@ -51,8 +52,8 @@ class ReleaseIn(_Strict):
 
     version: str = Field(min_length=1, max_length=128)
     notes: str = ""
-    artifacts: dict[str, list[int]]
-    generations: list[str] | None = None
+    artifacts: dict[Hardware, list[Id]] = Field(min_length=1, max_length=64)
+    generations: list[Hardware] | None = Field(default=None, max_length=64)
     min_installed_version: str | None = None
 
 
@@ -60,12 +61,12 @@ class GroupIn(_Strict):
     """A group: ``group`` is the filter and percentage, e.g. ``'hw:hw3 10%'``."""
 
     group: str = Field(min_length=1, max_length=2000)
-    success_pct: float = 95.0
+    success_pct: float = 95.0  # ranges are checked by the domain (400 naming the value)
     auto_advance: bool = True
     error_pct: float | None = 10.0
-    error_count: int | None = None
-    min_finished: int = 5
-    timeout_s: float = 3600.0
+    error_count: Count | None = None
+    min_finished: Count = 5
+    timeout_s: float = Field(default=3600.0, gt=0.0, le=365 * 86400.0)
 
 
 class RolloutIn(_Strict):
@@ -143,7 +144,7 @@ async def upload_artifact(
     blob = store.BlobWriter(rt.store.artifacts_dir, max_bytes=rt.config.max_upload_bytes)
     try:
         async for chunk in request.stream():
-            blob.write(chunk)
+            await run_in_threadpool(blob.write, chunk)  # disk and hashing off the event loop
     except BaseException:
         blob.discard()
         raise
@@ -222,7 +223,7 @@ def list_rollouts(request: Request) -> dict[str, Any]:
 
 
 @router.get("/rollouts/{rollout_id}", summary="A rollout's status")
-def get_rollout(request: Request, rollout_id: int) -> dict[str, Any]:
+def get_rollout(request: Request, rollout_id: IdPath) -> dict[str, Any]:
     """Per group: counts by state, success and error rates, thresholds."""
     with _rt(request).store.read() as conn:
         return store.get_rollout(conn, rollout_id)
@@ -231,7 +232,7 @@ def get_rollout(request: Request, rollout_id: int) -> dict[str, Any]:
 @router.get("/rollouts/{rollout_id}/actions", summary="A rollout's device actions")
 def list_actions(
     request: Request,
-    rollout_id: int,
+    rollout_id: IdPath,
     group: Annotated[int | None, Query(ge=1)] = None,
     state: Annotated[str | None, Query(pattern=r"^[a-z_]+$")] = None,
     limit: Annotated[int, Query(ge=1, le=100_000)] = 1000,
@@ -246,7 +247,9 @@ def list_actions(
 
 
 @router.post("/rollouts/{rollout_id}/rollback", status_code=201, summary="Roll back")
-def rollback(request: Request, rollout_id: int, body: RollbackIn | None = None) -> dict[str, Any]:
+def rollback(
+    request: Request, rollout_id: IdPath, body: RollbackIn | None = None
+) -> dict[str, Any]:
     """Cancel the rollout and start a new one to the previous release for the devices it reached."""
     rt = _rt(request)
     with rt.store.begin() as conn:
@@ -258,7 +261,7 @@ def rollback(request: Request, rollout_id: int, body: RollbackIn | None = None) 
 @router.post("/rollouts/{rollout_id}/{operation}", summary="Start, halt, resume or cancel")
 def operate(
     request: Request,
-    rollout_id: int,
+    rollout_id: IdPath,
     operation: Literal["start", "halt", "resume", "cancel"],
 ) -> dict[str, Any]:
     """Apply an operation the rollout's status allows (409 otherwise)."""
@@ -270,7 +273,7 @@ def operate(
 @router.get("/audit", summary="The audit log")
 def audit(
     request: Request,
-    rollout_id: int | None = None,
+    rollout_id: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None,
     device_id: str | None = None,
     limit: Annotated[int, Query(ge=1, le=10_000)] = 100,
     before_id: int | None = None,

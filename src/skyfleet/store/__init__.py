@@ -14,6 +14,7 @@ from skyfleet.store._catalog import (
     create_release,
     get_artifact,
     get_release,
+    iter_file,
     list_artifacts,
     list_releases,
     save_artifact,
@@ -29,6 +30,7 @@ from skyfleet.store._device_api import (
 )
 from skyfleet.store._engine import DEFAULT_URL, Store, open_store
 from skyfleet.store._fleet import (
+    UNKNOWN_HW,
     NewDevice,
     device_auth,
     get_device,
@@ -39,19 +41,19 @@ from skyfleet.store._fleet import (
     touch_devices,
     update_reported,
 )
+from skyfleet.store._judge import evaluate, sweep
 from skyfleet.store._rollouts import (
     create_rollout,
-    evaluate,
     get_rollout,
     list_actions,
     list_rollouts,
     operate,
     rollback,
-    sweep,
 )
 
 __all__ = [
     "DEFAULT_URL",
+    "UNKNOWN_HW",
     "BlobWriter",
     "NewDevice",
     "Offer",
@@ -71,6 +73,7 @@ __all__ = [
     "get_rollout",
     "hash_token",
     "installed_action",
+    "iter_file",
     "list_actions",
     "list_artifacts",
     "list_audit",

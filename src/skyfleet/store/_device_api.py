@@ -46,6 +46,12 @@ class Offer:
 
 
 _OPEN_STATES = sorted(s.value for s in OPEN)
+#: A device may fetch the bytes of an action it has in hand, finished, or went silent on.
+_MAY_DOWNLOAD = sorted(
+    s.value
+    for s in (OPEN | {ActionState.CONFIRMED, ActionState.TIMED_OUT})
+    - {ActionState.SCHEDULED, ActionState.CANCELLING}
+)
 _OFFERING = sorted(s.value for s in OFFERING)
 
 
@@ -130,11 +136,21 @@ def _move(
     )
 
 
-def deployment(conn: Connection, now_s: float, device_id: str, action_id: int) -> dict[str, Any]:
-    """The release and artifacts of an offered action; the first fetch marks it retrieved."""
+def deployment(
+    conn: Connection, now_s: float, device_id: str, action_id: int, *, installed: bool = False
+) -> dict[str, Any]:
+    """The release and artifacts of an offered action; the first fetch marks it retrieved.
+
+    A cancelled, failed or timed-out action has nothing to deploy; a confirmed one only through
+    ``installed`` (DDI ``installedBase``).
+    """
     offer = offered_action(conn, device_id)
     action = _action(conn, device_id, action_id, lock=True)
-    if action.state == ActionState.SCHEDULED.value:
+    state = ActionState(action.state)
+    if (state == ActionState.CONFIRMED) != installed or (state in TERMINAL and not installed):
+        what = "confirmed" if state == ActionState.CONFIRMED else state.value
+        raise NotFoundError(f"action {action_id} of device {device_id!r} is {what}")
+    if state == ActionState.SCHEDULED:
         if offer is None or offer.action_id != action_id:
             raise NotFoundError(f"action {action_id} is not offered to device {device_id!r} yet")
         _move(conn, now_s, action, ActionState.RETRIEVED, "deployment fetched", device_id)
@@ -166,19 +182,28 @@ def apply_feedback(
 ) -> tuple[str, bool]:
     """Apply a device's DDI feedback; returns ``(state afterwards, whether it just finished)``.
 
-    Repeated or late feedback changes nothing. Success confirms the action and records the
-    release's version as the device's installed version.
+    Repeated or late feedback changes no state, but counts as a sign of life for the group's
+    in-progress timeout. Success confirms the action and records the release's version as the
+    device's installed version. Only an action the server is cancelling can be reported
+    cancelled.
     """
     action = _action(conn, device_id, action_id, lock=True)
     target = feedback_target(execution, finished, details)
     current = ActionState(action.state)
     if target is None:
         return current.value, False
+    if target == ActionState.CANCELLED and current not in (
+        ActionState.CANCELLING,
+        ActionState.CANCELLED,
+    ):
+        raise ConflictError(f"action {action_id} is {current.value}, not being cancelled")
     offer = offered_action(conn, device_id) if current == ActionState.SCHEDULED else None
     if current == ActionState.SCHEDULED and (offer is None or offer.action_id != action_id):
         raise ConflictError(f"action {action_id} has not been offered to device {device_id!r}")
     new = advance(current, target)
     if new is None:
+        if current in OPEN:  # alive: the in-progress timeout starts again
+            conn.execute(update(actions).where(actions.c.id == action.id).values(updated_at=now_s))
         return current.value, False
     _move(conn, now_s, action, new, "; ".join(details)[:2000], device_id)
     if new == ActionState.CONFIRMED:
@@ -203,7 +228,7 @@ def device_artifact(
             devices.c.id == device_id,
             release_artifacts.c.release_id == release_id,
             artifacts.c.filename == filename,
-            actions.c.state != ActionState.SCHEDULED.value,
+            actions.c.state.in_(_MAY_DOWNLOAD),
         )
         .limit(1)
     ).first()

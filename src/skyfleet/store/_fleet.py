@@ -11,16 +11,16 @@ from typing import Any
 
 from sqlalchemy import Connection, bindparam, func, insert, select, update
 
-from skyfleet.errors import ConflictError, FilterError, NotFoundError
-from skyfleet.rollout import DeviceRecord, is_valid_version
-from skyfleet.rollout._filters import DEVICE_KINDS
+from skyfleet.errors import ConflictError, DeviceError, NotFoundError
+from skyfleet.rollout import DEVICE_KINDS, is_valid_version
 from skyfleet.store import _audit
+from skyfleet.store._assign import assignment_lock, device_record, join_active_rollouts
 from skyfleet.store._schema import devices
 
 __all__ = [
+    "UNKNOWN_HW",
     "NewDevice",
     "device_auth",
-    "device_record",
     "get_device",
     "hash_token",
     "list_devices",
@@ -54,31 +54,19 @@ class NewDevice:
     token: str | None = None
 
     def check(self) -> None:
-        """Raise :class:`FilterError` for a field that cannot be stored."""
+        """Raise :class:`DeviceError` for a field that cannot be stored."""
         if not self.id or len(self.id) > 128 or any(c in self.id for c in "/\\ \t\n"):
-            raise FilterError(
+            raise DeviceError(
                 f"device id {self.id!r} must be 1-128 characters without spaces or slashes"
             )
         if self.kind not in DEVICE_KINDS:
-            raise FilterError(
+            raise DeviceError(
                 f"device kind {self.kind!r} is unknown: use {', '.join(DEVICE_KINDS)}"
             )
         if not self.hw or len(self.hw) > 32:
-            raise FilterError(f"hardware generation {self.hw!r} must be 1-32 characters, e.g. hw3")
+            raise DeviceError(f"hardware generation {self.hw!r} must be 1-32 characters, e.g. hw3")
         if self.installed_version is not None and not is_valid_version(self.installed_version):
-            raise FilterError(f"installed version {self.installed_version!r} is not usable")
-
-
-def device_record(row: Mapping[Any, Any]) -> DeviceRecord:
-    """The filterable view of a ``devices`` row."""
-    return DeviceRecord(
-        id=row["id"],
-        kind=row["kind"],
-        hw=row["hw"],
-        tags=frozenset(row["tags"] or ()),
-        attributes={str(k): str(v) for k, v in (row["attributes"] or {}).items()},
-        installed_version=row["installed_version"],
-    )
+            raise DeviceError(f"installed version {self.installed_version!r} is not usable")
 
 
 def register_devices(
@@ -89,7 +77,6 @@ def register_devices(
     Devices that register while rollouts run join the group whose filter they match.
     Raises :class:`ConflictError` (through the database's unique key) for an id that exists.
     """
-    from skyfleet.store._rollouts import join_active_rollouts  # one-way: rollouts use devices
 
     rows: list[dict[str, Any]] = []
     issued: list[tuple[str, str | None]] = []
@@ -115,9 +102,10 @@ def register_devices(
         issued.append((device.id, generated))
     if not rows:
         return []
+    assignment_lock(conn)
     ids = [r["id"] for r in rows]
     if len(set(ids)) != len(ids):
-        raise FilterError("the same device id appears twice in one registration")
+        raise DeviceError("the same device id appears twice in one registration")
     for start in range(0, len(ids), 1000):
         chunk = ids[start : start + 1000]
         existing = conn.execute(select(devices.c.id).where(devices.c.id.in_(chunk))).first()
@@ -136,15 +124,17 @@ def register_devices(
 
 
 _GET_DEVICE = select(devices).where(devices.c.id == bindparam("device_id"))
-_AUTH = select(devices.c.token_hash, devices.c.last_seen).where(
+UNKNOWN_HW = "unknown"  # what a device registered by a gateway is until it reports its hardware
+_AUTH = select(devices.c.token_hash, devices.c.last_seen, devices.c.hw).where(
     devices.c.id == bindparam("device_id")
 )
 
 
-def device_auth(conn: Connection, device_id: str) -> tuple[str | None, float | None] | None:
-    """``(token_hash, last_seen)`` of a device, or None when it is unknown (the poll's lookup)."""
+def device_auth(conn: Connection, device_id: str) -> tuple[str | None, float | None, str] | None:
+    """``(token_hash, last_seen, hw)`` of a device, or None when it is unknown (the poll's
+    lookup)."""
     row = conn.execute(_AUTH, {"device_id": device_id}).first()
-    return None if row is None else (row.token_hash, row.last_seen)
+    return None if row is None else (row.token_hash, row.last_seen, row.hw)
 
 
 def get_device(conn: Connection, device_id: str) -> dict[str, Any]:
@@ -195,21 +185,22 @@ def update_reported(
     ``mode`` as in hawkBit: ``merge`` adds and overwrites attributes, ``replace`` keeps only the
     ones sent, ``remove`` drops the keys sent.
 
-    A device whose hardware generation changes (a gateway registered it as ``unknown``) joins
-    the groups of running rollouts it now matches.
+    A device may set its hardware generation only while it is ``unknown`` (a gateway registered
+    it before it said what it is); it then joins the groups of running rollouts it matches. The
+    generation an operator registered is never overwritten by the device.
     """
     values: dict[str, Any] = {}
     if last_seen is not None:
         values["last_seen"] = last_seen
     rejoin = False
-    if hw is not None and hw != get_device(conn, device_id)["hw"]:
+    if hw is not None and get_device(conn, device_id)["hw"] == UNKNOWN_HW and hw != UNKNOWN_HW:
         if not 0 < len(hw) <= 32:
-            raise FilterError(f"hardware generation {hw!r} must be 1-32 characters, e.g. hw3")
+            raise DeviceError(f"hardware generation {hw!r} must be 1-32 characters, e.g. hw3")
         values["hw"] = hw
         rejoin = True
     sent = {str(k): str(v) for k, v in (attributes or {}).items()}
     if mode not in ("merge", "replace", "remove"):
-        raise FilterError(f"configData mode {mode!r} is unknown: use merge, replace or remove")
+        raise DeviceError(f"configData mode {mode!r} is unknown: use merge, replace or remove")
     if sent or mode == "replace":
         current = dict(get_device(conn, device_id)["attributes"] or {})
         if mode == "merge":
@@ -220,7 +211,7 @@ def update_reported(
             values["attributes"] = {k: v for k, v in current.items() if k not in sent}
     if installed_version is not None:
         if not is_valid_version(installed_version):
-            raise FilterError(
+            raise DeviceError(
                 f"reported version {installed_version!r} is not usable: "
                 "use letters, digits and ._+~- (e.g. 2025.44.25.5)"
             )
@@ -228,10 +219,10 @@ def update_reported(
     if values:
         conn.execute(update(devices).where(devices.c.id == device_id).values(**values))
     if rejoin:
-        from skyfleet.store._rollouts import join_active_rollouts  # one-way, as in register
-
+        assignment_lock(conn)
         record = device_record(get_device(conn, device_id))
-        join_active_rollouts(conn, now_s or last_seen or 0.0, [record], actor=device_id)
+        when = now_s if now_s is not None else (last_seen or 0.0)
+        join_active_rollouts(conn, when, [record], actor=device_id, only_missing=True)
 
 
 def touch_devices(conn: Connection, last_seen: Mapping[str, float]) -> None:

@@ -117,10 +117,13 @@ rollout_groups = Table(
     Column("finished_before", Integer, nullable=False),
 )
 
+#: 64-bit ids where a fleet makes millions of rows (SQLite's rowid is 64-bit already).
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
 actions = Table(
     "actions",
     metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("id", BigId, primary_key=True, autoincrement=True),
     Column("rollout_id", ForeignKey("rollouts.id"), nullable=False),
     Column("device_id", ForeignKey("devices.id"), nullable=False),
     Column("group_idx", Integer, nullable=False),
@@ -136,16 +139,16 @@ actions = Table(
 audit = Table(
     "audit",
     metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("id", BigId, primary_key=True, autoincrement=True),
     Column("ts", Float, nullable=False),
     Column("actor", String(160), nullable=False),
     Column("event", String(32), nullable=False),
     Column("rollout_id", Integer),
-    Column("action_id", Integer),
+    Column("action_id", BigId),
     Column("device_id", String(128)),
     Column("from_state", String(16)),
     Column("to_state", String(16)),
     Column("detail", Text, nullable=False),
-    Index(None, "rollout_id"),
-    Index(None, "device_id"),
+    Index(None, "rollout_id", "id"),
+    Index(None, "device_id", "id"),
 )

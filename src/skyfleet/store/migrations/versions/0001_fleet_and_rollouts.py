@@ -9,6 +9,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
+BIG_ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
 revision = "0001"
 down_revision = None
 branch_labels = None
@@ -103,7 +105,7 @@ def upgrade() -> None:
     )
     op.create_table(
         "actions",
-        sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
+        sa.Column("id", BIG_ID, autoincrement=True, nullable=False),
         sa.Column("rollout_id", sa.Integer(), nullable=False),
         sa.Column("device_id", sa.String(128), nullable=False),
         sa.Column("group_idx", sa.Integer(), nullable=False),
