@@ -90,9 +90,9 @@ def test_any_open_action_can_confirm_or_fail(state: ActionState) -> None:
 
 @pytest.mark.parametrize(
     ("current", "target"),
-    [(c, t) for c in CLOSED_FOR_GOOD for t in ActionState if t != c],
+    [(c, t) for c in CLOSED_FOR_GOOD for t in TERMINAL if t != c],
 )
-def test_an_action_closed_for_good_refuses_any_other_state(
+def test_an_action_closed_for_good_refuses_another_outcome(
     current: ActionState, target: ActionState
 ) -> None:
     with pytest.raises(ConflictError) as caught:
@@ -101,17 +101,24 @@ def test_an_action_closed_for_good_refuses_any_other_state(
     assert target.value in str(caught.value)
 
 
+@pytest.mark.parametrize(
+    ("current", "target"),
+    [(c, t) for c in TERMINAL for t in ActionState if t not in TERMINAL],
+)
+def test_progress_reported_after_the_end_is_ignored(
+    current: ActionState, target: ActionState
+) -> None:
+    assert advance(current, target) is None
+
+
 @pytest.mark.parametrize("late", [S.CONFIRMED, S.FAILED])
 def test_a_timed_out_action_takes_a_late_confirmed_or_failed(late: ActionState) -> None:
     assert advance(S.TIMED_OUT, late) == late
 
 
-@pytest.mark.parametrize(
-    "target", [t for t in ActionState if t not in (S.TIMED_OUT, S.CONFIRMED, S.FAILED)]
-)
-def test_a_timed_out_action_refuses_anything_but_a_verdict(target: ActionState) -> None:
+def test_a_timed_out_action_refuses_being_cancelled() -> None:
     with pytest.raises(ConflictError, match="timed_out"):
-        advance(S.TIMED_OUT, target)
+        advance(S.TIMED_OUT, S.CANCELLED)
 
 
 # --- cancelling ----------------------------------------------------------------------------------

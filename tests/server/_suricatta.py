@@ -336,7 +336,7 @@ def write_config(
         f"\turl = {_cfg_str(url)};\n"
         f"\tpolldelay = {int(poll_s)};\n"
         "\tretry = 3;\n"
-        "\tretrywait = 1;\n"
+        '\tretrywait = "1";\n'  # read as a string: an int is silently ignored (5 s wait)
         f"{tokens}"
         "};\n"
     )

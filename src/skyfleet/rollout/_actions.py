@@ -118,7 +118,8 @@ def advance(current: ActionState, target: ActionState) -> ActionState | None:
     """The state after ``target`` is reported in ``current``, or None when nothing changes.
 
     Raises :class:`ConflictError` when the action was already closed another way (a device that
-    was cancelled reports success, a confirmed device reports failure).
+    was cancelled reports success, a confirmed device reports failure); progress reported after
+    the end is ignored.
 
     >>> advance(ActionState.DOWNLOADING, ActionState.INSTALLING)
     <ActionState.INSTALLING: 'installing'>
@@ -131,6 +132,8 @@ def advance(current: ActionState, target: ActionState) -> ActionState | None:
         return None
     if current == ActionState.TIMED_OUT and target in (ActionState.CONFIRMED, ActionState.FAILED):
         return target
+    if current in TERMINAL and target not in TERMINAL:
+        return None  # a late progress report after the end changes nothing
     if current in TERMINAL:
         raise ConflictError(
             f"the action is already {current.value}; it cannot become {target.value}"

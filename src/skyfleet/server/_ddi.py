@@ -90,7 +90,7 @@ class Feedback(BaseModel):
     """A DDI action feedback."""
 
     model_config = ConfigDict(extra="allow")
-    id: str | None = None
+    id: str | int | None = None  # suricatta sends the action id as a number
     time: str | None = None
     status: _Status
 
