@@ -108,11 +108,12 @@ def _sleep_text(seconds: float) -> str:
     return f"{seconds // 3600:02d}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
 
 
-def _authenticate(
-    rt: Runtime, conn: Connection, tenant: str, controller_id: str, authorization: str | None
-) -> dict[str, Any] | None:
-    """``{"last_seen": ...}`` of the device, or None for an unknown device that presented the
-    gateway token; :class:`DeviceAuthError` for anything else."""
+def _authorize(
+    rt: Runtime, tenant: str, authorization: str | None, token_hash: str | None, known: bool
+) -> bool:
+    """Whether the request may act for the device: True for a known device with its target
+    token (or the gateway token), False for an unknown device with the gateway token (to be
+    registered); :class:`DeviceAuthError` or :class:`NotFoundError` otherwise."""
     if tenant.lower() != rt.config.tenant.lower():
         raise NotFoundError(f"unknown tenant {tenant!r}")
     scheme, _, token = (authorization or "").partition(" ")
@@ -123,15 +124,27 @@ def _authenticate(
         and gateway is not None
         and hmac.compare_digest(token.encode(), gateway.encode())
     )
-    found = store.device_auth(conn, controller_id)
-    if found is None:
+    if not known:
         if is_gateway:
-            return None
-    elif is_gateway or (scheme == "TargetToken" and store.token_matches(token, found[0])):
-        return {"last_seen": found[1], "hw": found[2]}
+            return False
+    elif is_gateway or (scheme == "TargetToken" and store.token_matches(token, token_hash)):
+        return True
     raise DeviceAuthError(
         "missing or wrong device token: send 'Authorization: TargetToken <token>'"
     )
+
+
+def _authenticate(
+    rt: Runtime, conn: Connection, tenant: str, controller_id: str, authorization: str | None
+) -> dict[str, Any] | None:
+    """``{"last_seen": ..., "hw": ...}`` of the device, or None for an unknown device that
+    presented the gateway token; :class:`DeviceAuthError` for anything else."""
+    found = store.device_auth(conn, controller_id)
+    token_hash = found[0] if found else None
+    if not _authorize(rt, tenant, authorization, token_hash, found is not None):
+        return None
+    assert found is not None
+    return {"last_seen": found[1], "hw": found[2]}
 
 
 def _register_unknown(rt: Runtime, controller_id: str) -> None:
@@ -184,14 +197,14 @@ def poll(
 ) -> JSONResponse:
     """What the device should do next, and when to poll again (the fleet's hot path)."""
     rt = runtime(request)
-    offer = installed = None
     with rt.store.read() as conn:
-        device = _authenticate(rt, conn, tenant, controller_id, authorization)
-        if device is not None:
-            offer = store.offered_action(conn, controller_id)
-            installed = store.installed_action(conn, controller_id) if offer is None else None
-    if device is None:
+        view = store.poll_view(conn, controller_id)
+    known = view is not None and _authorize(rt, tenant, authorization, view.token_hash, known=True)
+    if view is None:
+        _authorize(rt, tenant, authorization, None, known=False)
         _register_unknown(rt, controller_id)
+    offer = view.offer if known and view else None
+    installed = view.installed_action_id if known and view and offer is None else None
     jitter = 1.0 + rt.config.poll_jitter * (2.0 * random.random() - 1.0)
     links: dict[str, Any] = {}
     base = _base(request, tenant, controller_id)
@@ -205,9 +218,9 @@ def poll(
         links["installedBase"] = {"href": f"{base}/installedBase/{installed}"}
     # Ask for configData until the device has been seen, and while it has not said what it is.
     if (
-        device is None
-        or device["hw"] == store.UNKNOWN_HW
-        or (device["last_seen"] is None and not rt.was_seen(controller_id))
+        view is None
+        or view.hw == store.UNKNOWN_HW
+        or (view.last_seen is None and not rt.was_seen(controller_id))
     ):
         links["configData"] = {"href": f"{base}/configData"}
     rt.seen(controller_id, rt.clock())

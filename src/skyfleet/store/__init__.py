@@ -22,11 +22,13 @@ from skyfleet.store._catalog import (
 )
 from skyfleet.store._device_api import (
     Offer,
+    PollView,
     apply_feedback,
     deployment,
     device_artifact,
     installed_action,
     offered_action,
+    poll_view,
 )
 from skyfleet.store._engine import DEFAULT_URL, Store, open_store
 from skyfleet.store._fleet import (
@@ -57,6 +59,7 @@ __all__ = [
     "BlobWriter",
     "NewDevice",
     "Offer",
+    "PollView",
     "Store",
     "apply_feedback",
     "artifact_path",
@@ -83,6 +86,7 @@ __all__ = [
     "offered_action",
     "open_store",
     "operate",
+    "poll_view",
     "register_devices",
     "rollback",
     "save_artifact",

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, and_, bindparam, or_, select, update
+from sqlalchemy import Connection, Select, and_, bindparam, or_, select, update
 
 from skyfleet.errors import ConflictError, NotFoundError
 from skyfleet.rollout import OFFERING, OPEN, TERMINAL, ActionState, advance, feedback_target
@@ -28,11 +28,13 @@ from skyfleet.store._schema import (
 
 __all__ = [
     "Offer",
+    "PollView",
     "apply_feedback",
     "deployment",
     "device_artifact",
     "installed_action",
     "offered_action",
+    "poll_view",
 ]
 
 
@@ -237,3 +239,58 @@ def device_artifact(
             f"no artifact {filename!r} in release {release_id} for device {device_id!r}"
         )
     return dict(row._mapping)
+
+
+@dataclass(frozen=True, slots=True)
+class PollView:
+    """Everything a base poll needs, read in one statement: who the device is, what it may do."""
+
+    token_hash: str | None
+    last_seen: float | None
+    hw: str
+    offer: Offer | None
+    installed_action_id: int | None
+
+
+def _poll_statement() -> Select[Any]:
+    offered_id = (
+        _OFFERED.with_only_columns(actions.c.id)
+        .where(actions.c.device_id == devices.c.id)
+        .scalar_subquery()
+    )
+    installed_id = (
+        select(actions.c.id)
+        .where(actions.c.device_id == devices.c.id, actions.c.state == ActionState.CONFIRMED.value)
+        .order_by(actions.c.updated_at.desc(), actions.c.id.desc())
+        .limit(1)
+        .scalar_subquery()
+    )
+    offered = actions.alias("offered")
+    return (
+        select(
+            devices.c.token_hash,
+            devices.c.last_seen,
+            devices.c.hw,
+            offered.c.id.label("offer_id"),
+            offered.c.state.label("offer_state"),
+            installed_id.label("installed_id"),
+        )
+        .select_from(devices.outerjoin(offered, offered.c.id == offered_id))
+        .where(devices.c.id == bindparam("device_id"))
+    )
+
+
+_POLL = _poll_statement()
+
+
+def poll_view(conn: Connection, device_id: str) -> PollView | None:
+    """The device's token hash, last-seen time, hardware, offered action and installed action,
+    in one round trip (the fleet's hot path); None for an unknown device."""
+    row = conn.execute(_POLL, {"device_id": device_id}).first()
+    if row is None:
+        return None
+    offer = None
+    if row.offer_id is not None:
+        state = ActionState(row.offer_state)
+        offer = Offer(int(row.offer_id), state, state == ActionState.CANCELLING)
+    return PollView(row.token_hash, row.last_seen, row.hw, offer, row.installed_id)
