@@ -10,6 +10,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
+import anyio.to_thread
 from fastapi import FastAPI
 
 from skyfleet import __version__, store
@@ -41,6 +42,9 @@ def create_app(
                 artifacts_dir=config.artifacts_dir,
                 pool_size=config.pool_size,
             )
+        # One request thread per pooled connection: bursts wait for a thread, not for a new
+        # database connection (which costs more than the request itself).
+        anyio.to_thread.current_default_thread_limiter().total_tokens = config.pool_size
         runtime = Runtime(config, opened, clock)
         app.state.runtime = runtime
         task = asyncio.create_task(runtime.background(), name="skyfleet-judge")

@@ -19,6 +19,8 @@ class ServerConfig:
     ``gateway_token``: the DDI gateway token; a device unknown to the server that presents it is
     registered on its first poll. ``sweep_interval_s``: how often rollouts are judged and silent
     devices timed out. ``touch_flush_s``: how often last-seen times are written (in one batch).
+    ``pool_size``: database connections per server process, and as many request threads, so
+    that a burst of requests queues for a thread instead of opening connections.
     """
 
     database_url: str = DEFAULT_URL
@@ -30,4 +32,4 @@ class ServerConfig:
     sweep_interval_s: float = 1.0
     touch_flush_s: float = 1.0
     max_upload_bytes: int = 4 << 30
-    pool_size: int = 8
+    pool_size: int = 16

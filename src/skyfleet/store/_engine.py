@@ -109,7 +109,7 @@ def open_store(
     *,
     artifacts_dir: Path | None = None,
     migrate: bool = True,
-    pool_size: int = 8,
+    pool_size: int = 16,
 ) -> Store:
     """Open (and by default create or upgrade) the store at ``url``.
 
@@ -119,16 +119,14 @@ def open_store(
     """
     try:
         if url.startswith("sqlite"):
-            engine = create_engine(url, pool_size=pool_size, max_overflow=pool_size)
+            engine = create_engine(url, pool_size=pool_size, max_overflow=4)
             _sqlite_setup(engine)
             database = engine.url.database or ""
             base = (
                 Path(database).resolve().parent if database and database != ":memory:" else Path()
             )
         elif url.startswith("postgresql"):
-            engine = create_engine(
-                url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True
-            )
+            engine = create_engine(url, pool_size=pool_size, max_overflow=4, pool_recycle=3600)
             base = Path()
         else:
             raise StoreError(
