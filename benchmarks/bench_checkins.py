@@ -15,7 +15,7 @@ Baseline in the same run: a bare FastAPI endpoint (same route, constant JSON, sy
 skyfleet's) under the same uvicorn settings and worker count, driven by the same generator.
 Target: 3,400 check-ins/s with p99 under 100 ms on PostgreSQL on 2 cores.
 
-    python benchmarks/bench_checkins.py                  # 1M devices, both databases (~15 min)
+    python benchmarks/bench_checkins.py                  # 1M devices, both databases (~10 min)
     python benchmarks/bench_checkins.py --quick          # 20k devices, 5 s runs (~2 min)
     python benchmarks/bench_checkins.py --db postgresql --keep-db   # then --reuse-db next time
 
