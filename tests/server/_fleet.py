@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 from collections import Counter
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -14,6 +15,31 @@ from skyfleet.sim import DdiDevice, run_rounds
 OLD = "2025.38.1"
 HOLIDAY = "2025.44.25.5"
 FSD = "fsd-14.2.1.25"
+
+
+@dataclass
+class Car:
+    """A registered device and how it signs its requests."""
+
+    id: str
+    token: str
+
+    @property
+    def base(self) -> str:
+        return f"/DEFAULT/controller/v1/{self.id}"
+
+    @property
+    def auth(self) -> dict[str, str]:
+        return {"Authorization": f"TargetToken {self.token}"}
+
+
+def register_cars(api: httpx.Client, *specs: dict[str, Any]) -> dict[str, Car]:
+    """Register devices (each spec a DeviceIn body, installed version OLD unless given)."""
+    answer = api.post(
+        "/api/v1/devices", json={"devices": [{"installed_version": OLD, **s} for s in specs]}
+    )
+    assert answer.status_code == 201, answer.text
+    return {d["id"]: Car(d["id"], d["token"]) for d in answer.json()["devices"]}
 
 
 def register_fleet(api: httpx.Client, *, hw3: int, hw4: int, eap_each: int) -> list[DdiDevice]:

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import hashlib
 import time
-from dataclasses import dataclass
 from typing import Any
 
 import httpx
+from tests.server._fleet import Car, register_cars
 
 from conftest import GATEWAY_TOKEN
 from skyfleet.server import ServerConfig
@@ -19,31 +19,10 @@ PAYLOAD = bytes(range(256)) * 40 + b"the end of the image"
 OTHER_PAYLOAD = b"a build for another release " * 30
 
 
-@dataclass
-class Car:
-    """A registered device and how it signs its requests."""
-
-    id: str
-    token: str
-
-    @property
-    def base(self) -> str:
-        return f"/DEFAULT/controller/v1/{self.id}"
-
-    @property
-    def auth(self) -> dict[str, str]:
-        return {"Authorization": f"TargetToken {self.token}"}
-
-
 # --- helpers -------------------------------------------------------------------------------------
 
 
-def _register(api: httpx.Client, *specs: dict[str, Any]) -> dict[str, Car]:
-    answer = api.post(
-        "/api/v1/devices", json={"devices": [{"installed_version": OLD, **s} for s in specs]}
-    )
-    assert answer.status_code == 201, answer.text
-    return {d["id"]: Car(d["id"], d["token"]) for d in answer.json()["devices"]}
+_register = register_cars
 
 
 def _release(api: httpx.Client, version: str, payload: bytes, name: str = "image.swu") -> int:

@@ -8,11 +8,11 @@ from __future__ import annotations
 import hashlib
 import threading
 import time
-from dataclasses import dataclass
 from typing import Any
 
 import httpx
 import pytest
+from tests.server._fleet import Car, register_cars
 
 from conftest import GATEWAY_TOKEN, LiveServer
 
@@ -21,31 +21,10 @@ PAYLOAD = bytes(range(256)) * 20 + b"the end of the image"
 GATEWAY = {"Authorization": f"GatewayToken {GATEWAY_TOKEN}"}
 
 
-@dataclass
-class Car:
-    """A registered device and how it signs its requests."""
-
-    id: str
-    token: str
-
-    @property
-    def base(self) -> str:
-        return f"/DEFAULT/controller/v1/{self.id}"
-
-    @property
-    def auth(self) -> dict[str, str]:
-        return {"Authorization": f"TargetToken {self.token}"}
-
-
 # --- helpers -------------------------------------------------------------------------------------
 
 
-def _register(api: httpx.Client, *specs: dict[str, Any]) -> dict[str, Car]:
-    answer = api.post(
-        "/api/v1/devices", json={"devices": [{"installed_version": OLD, **s} for s in specs]}
-    )
-    assert answer.status_code == 201, answer.text
-    return {d["id"]: Car(d["id"], d["token"]) for d in answer.json()["devices"]}
+_register = register_cars
 
 
 def _release(api: httpx.Client, version: str, payload: bytes = PAYLOAD) -> int:
