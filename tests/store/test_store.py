@@ -15,6 +15,7 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Connection, create_engine, func, insert, select, text
+from tests.store._actions import action_id, groups_of, states_of
 
 from skyfleet.errors import (
     ArtifactError,
@@ -35,7 +36,6 @@ from skyfleet.store import (
     deployment,
     get_device,
     get_rollout,
-    list_actions,
     list_audit,
     offered_action,
     open_store,
@@ -98,19 +98,7 @@ def _rollout(
     return int(created["id"])
 
 
-def _groups_of(conn: Connection, rollout_id: int) -> dict[str, int]:
-    """Device id -> group number (from 1)."""
-    return {a["device_id"]: a["group"] for a in list_actions(conn, rollout_id, limit=100_000)}
-
-
-def _states_of(conn: Connection, rollout_id: int) -> dict[str, str]:
-    return {a["device_id"]: a["state"] for a in list_actions(conn, rollout_id, limit=100_000)}
-
-
-def _action_id(conn: Connection, rollout_id: int, device_id: str) -> int:
-    rows = [a for a in list_actions(conn, rollout_id) if a["device_id"] == device_id]
-    assert len(rows) == 1, rows
-    return int(rows[0]["id"])
+_groups_of, _states_of, _action_id = groups_of, states_of, action_id
 
 
 def _row_counts(db: Store) -> dict[str, int]:

@@ -36,18 +36,10 @@ _Json = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
 _Id = Annotated[int, typer.Argument(help="The rollout's id (see 'skyfleet rollout list').")]
 
 
-class _once:  # noqa: N801 - reads like Api(server) for a single call
+def _once(server: str, method: str, path: str, **kwargs: Any) -> Any:
     """One call on a fresh :class:`Api`, closed right after."""
-
-    def __init__(self, server: str) -> None:
-        self.server = server
-
-    def __getattr__(self, name: str) -> Any:
-        def call(*args: Any, **kwargs: Any) -> Any:
-            with Api(self.server) as api:
-                return getattr(api, name)(*args, **kwargs)
-
-        return call
+    with Api(server) as api:
+        return api.request(method, path, **kwargs)
 
 
 def _parse_pairs(values: list[str], what: str, example: str) -> dict[str, str]:
@@ -73,7 +65,8 @@ def device_list(
     as_json: _Json = False,
 ) -> None:
     """List devices: hardware, tags, installed version, last seen."""
-    answer = _once(server).get("/devices", hw=hw, kind=kind, tag=tag, limit=limit)
+    with Api(server) as api:
+        answer = api.get("/devices", hw=hw, kind=kind, tag=tag, limit=limit)
     if as_json:
         print_json(answer)
         return
@@ -122,7 +115,7 @@ def device_register(
             }
         ]
     }
-    answer = _once(server).post("/devices", body)
+    answer = _once(server, "POST", "/devices", json=body)
     if as_json:
         print_json(answer["devices"][0])
     else:
@@ -181,7 +174,7 @@ def release_create(
 @release_app.command("list")
 def release_list(server: _Server = DEFAULT_SERVER, as_json: _Json = False) -> None:
     """List releases."""
-    answer = _once(server).get("/releases")
+    answer = _once(server, "GET", "/releases")
     if as_json:
         print_json(answer)
         return
@@ -271,7 +264,7 @@ def rollout_create(
 @rollout_app.command("list")
 def rollout_list(server: _Server = DEFAULT_SERVER, as_json: _Json = False) -> None:
     """List rollouts, newest first."""
-    answer = _once(server).get("/rollouts")
+    answer = _once(server, "GET", "/rollouts")
     if as_json:
         print_json(answer)
         return
@@ -286,7 +279,7 @@ def rollout_list(server: _Server = DEFAULT_SERVER, as_json: _Json = False) -> No
 
 
 def _operation(operation: str, rollout_id: int, server: str, as_json: bool) -> None:
-    answer = _once(server).post(f"/rollouts/{rollout_id}/{operation}")
+    answer = _once(server, "POST", f"/rollouts/{rollout_id}/{operation}")
     if as_json:
         print_json(answer)
     else:
@@ -337,7 +330,7 @@ def rollout_rollback(
     as_json: _Json = False,
 ) -> None:
     """Cancel the rollout and start a new one to the previous release for the devices it reached."""
-    answer = _once(server).request("POST", f"/rollouts/{rollout_id}/rollback", json={"to": to})
+    answer = _once(server, "POST", f"/rollouts/{rollout_id}/rollback", json={"to": to})
     if as_json:
         print_json(answer)
     else:

@@ -157,13 +157,16 @@ def plan_step(
     if status not in (RolloutStatus.RUNNING, RolloutStatus.WAITING):
         return Step(status)
     started = [i for i, p in enumerate(progress) if p.started]
-    for i in started:
-        verdict, why = judge_group(
+    verdicts = {
+        i: judge_group(
             specs[i],
             counts[i],
             failures_before=progress[i].failures_before,
             finished_before=progress[i].finished_before,
         )
+        for i in started
+    }
+    for i, (verdict, why) in verdicts.items():
         if verdict == Verdict.HALT:
             return Step(RolloutStatus.HALTED, reason=f"group {i + 1}: {why}")
     if status == RolloutStatus.WAITING:
@@ -171,12 +174,7 @@ def plan_step(
     if not started:
         return Step(RolloutStatus.RUNNING, start_group=0, reason="rollout started")
     newest = started[-1]
-    verdict, why = judge_group(
-        specs[newest],
-        counts[newest],
-        failures_before=progress[newest].failures_before,
-        finished_before=progress[newest].finished_before,
-    )
+    verdict, why = verdicts[newest]
     if verdict != Verdict.PASS:
         return Step(status)
     if newest + 1 >= len(specs):

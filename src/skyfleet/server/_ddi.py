@@ -199,12 +199,14 @@ def poll(
     rt = runtime(request)
     with rt.store.read() as conn:
         view = store.poll_view(conn, controller_id)
-    known = view is not None and _authorize(rt, tenant, authorization, view.token_hash, known=True)
     if view is None:
         _authorize(rt, tenant, authorization, None, known=False)
         _register_unknown(rt, controller_id)
-    offer = view.offer if known and view else None
-    installed = view.installed_action_id if known and view and offer is None else None
+        offer, installed = None, None
+    else:
+        _authorize(rt, tenant, authorization, view.token_hash, known=True)
+        offer = view.offer
+        installed = view.installed_action_id if offer is None else None
     jitter = 1.0 + rt.config.poll_jitter * (2.0 * random.random() - 1.0)
     links: dict[str, Any] = {}
     base = _base(request, tenant, controller_id)

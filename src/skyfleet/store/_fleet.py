@@ -197,17 +197,19 @@ def update_reported(
     values: dict[str, Any] = {}
     if last_seen is not None:
         values["last_seen"] = last_seen
+    sent = {str(k): str(v) for k, v in (attributes or {}).items()}
+    needs_row = hw is not None or sent or mode == "replace"
+    row = get_device(conn, device_id) if needs_row else None
     rejoin = False
-    if hw is not None and get_device(conn, device_id)["hw"] == UNKNOWN_HW and hw != UNKNOWN_HW:
+    if hw is not None and row is not None and row["hw"] == UNKNOWN_HW and hw != UNKNOWN_HW:
         if not 0 < len(hw) <= 32:
             raise DeviceError(f"hardware generation {hw!r} must be 1-32 characters, e.g. hw3")
         values["hw"] = hw
         rejoin = True
-    sent = {str(k): str(v) for k, v in (attributes or {}).items()}
     if mode not in ("merge", "replace", "remove"):
         raise DeviceError(f"configData mode {mode!r} is unknown: use merge, replace or remove")
-    if sent or mode == "replace":
-        current = dict(get_device(conn, device_id)["attributes"] or {})
+    if row is not None and (sent or mode == "replace"):
+        current = dict(row["attributes"] or {})
         if mode == "merge":
             values["attributes"] = {**current, **sent}
         elif mode == "replace":
@@ -225,7 +227,7 @@ def update_reported(
         conn.execute(update(devices).where(devices.c.id == device_id).values(**values))
     if rejoin:
         assignment_lock(conn)
-        record = device_record(get_device(conn, device_id))
+        record = device_record({**(row or {}), **values})
         when = now_s if now_s is not None else (last_seen or 0.0)
         join_active_rollouts(conn, when, [record], actor=device_id, only_missing=True)
 
