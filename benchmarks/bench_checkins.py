@@ -11,7 +11,7 @@ The load generator is a separate process (this script with ``--loadgen``; uvloop
 keep-alive HTTP/1.1 connections). Open loop: requests are scheduled on a clock at ``--rate`` and
 each latency runs from its scheduled send time, so a stalled server is not hidden (coordinated
 omission). Saturation: ``--sat-connections`` closed-loop connections as fast as answers come.
-Baseline in the same run: a bare FastAPI endpoint (same route, constant JSON, sync ``def`` like
+Baseline in the same run: a bare FastAPI endpoint (same route, constant JSON, ``async def`` like
 skyfleet's) under the same uvicorn settings and worker count, driven by the same generator.
 Target: 3,400 check-ins/s with p99 under 100 ms on PostgreSQL on 2 cores.
 
@@ -392,7 +392,7 @@ def bare_cmd(workers: int) -> list[str]:
 
 
 def bare_app() -> Any:
-    """The baseline: the DDI poll route (a sync ``def``, as skyfleet's) with a constant body."""
+    """The baseline: the DDI poll route (an ``async def``, as skyfleet's) with a constant body."""
     from fastapi import FastAPI
     from fastapi.responses import JSONResponse
 
@@ -400,7 +400,7 @@ def bare_app() -> Any:
     body = {"config": {"polling": {"sleep": "00:05:00"}}, "_links": {}}
 
     @app.get("/{tenant}/controller/v1/{controller_id}")
-    def poll(tenant: str, controller_id: str) -> JSONResponse:
+    async def poll(tenant: str, controller_id: str) -> JSONResponse:
         return JSONResponse(body)
 
     @app.get("/api/v1/health")

@@ -45,7 +45,8 @@ def create_app(
         # One request thread per pooled connection: bursts wait for a thread, not for a new
         # database connection (which costs more than the request itself).
         anyio.to_thread.current_default_thread_limiter().total_tokens = config.pool_size
-        runtime = Runtime(config, opened, clock)
+        polls = await store.open_poll_reader(opened)
+        runtime = Runtime(config, opened, polls, clock)
         app.state.runtime = runtime
         task = asyncio.create_task(runtime.background(), name="skyfleet-judge")
         try:
@@ -55,6 +56,7 @@ def create_app(
             with contextlib.suppress(asyncio.CancelledError):
                 await task
             await asyncio.to_thread(runtime.flush_seen)
+            await polls.close()
             if db is None:
                 opened.close()
 
@@ -65,6 +67,7 @@ def create_app(
         lifespan=lifespan,
     )
     install_error_handlers(app)
+    app.add_middleware(_ddi.BasePollShortPath)
     app.include_router(_operator.router)
     app.include_router(_ddi.router)
     return app

@@ -40,8 +40,8 @@ _STATUS: list[tuple[type[SkyfleetError], int]] = [
 
 
 def error_response(status: int, message: str) -> JSONResponse:
-    """``{"error": message}`` with ``status``."""
-    headers = {"WWW-Authenticate": "TargetToken"} if status == 401 else None
+    """``{"error": message}`` with ``status`` (401: how to authenticate; 503: retry in 1 s)."""
+    headers = {401: {"WWW-Authenticate": "TargetToken"}, 503: {"Retry-After": "1"}}.get(status)
     return JSONResponse({"error": message}, status_code=status, headers=headers)
 
 
@@ -88,9 +88,7 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(OperationalError)
     async def _busy(request: Request, exc: OperationalError) -> JSONResponse:
         log.warning("database busy on %s %s: %s", request.method, request.url.path, exc.orig)
-        response = error_response(503, "the database is busy or unreachable; retry shortly")
-        response.headers["Retry-After"] = "1"
-        return response
+        return error_response(503, "the database is busy or unreachable; retry shortly")
 
     @app.exception_handler(IntegrityError)
     async def _integrity(_request: Request, exc: IntegrityError) -> JSONResponse:

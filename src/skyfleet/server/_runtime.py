@@ -11,6 +11,7 @@ from collections.abc import Callable
 
 from skyfleet import store
 from skyfleet.server._config import ServerConfig
+from skyfleet.server._polls import PollBatcher
 
 __all__ = ["Runtime"]
 
@@ -21,11 +22,16 @@ class Runtime:
     """One server process's state outside the database."""
 
     def __init__(
-        self, config: ServerConfig, db: store.Store, clock: Callable[[], float] = time.time
+        self,
+        config: ServerConfig,
+        db: store.Store,
+        polls: store.PollViewReader,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.config = config
         self.store = db
         self.clock = clock
+        self.polls = PollBatcher(polls)
         self._seen: dict[str, float] = {}
         self._seen_lock = threading.Lock()
         self._wake: asyncio.Event | None = None

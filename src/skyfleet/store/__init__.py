@@ -28,7 +28,7 @@ from skyfleet.store._device_api import (
     device_artifact,
     installed_action,
     offered_action,
-    poll_view,
+    poll_views,
 )
 from skyfleet.store._engine import DEFAULT_URL, Store, open_store
 from skyfleet.store._fleet import (
@@ -44,6 +44,7 @@ from skyfleet.store._fleet import (
     update_reported,
 )
 from skyfleet.store._judge import evaluate, sweep
+from skyfleet.store._polls import PollViewReader, open_poll_reader
 from skyfleet.store._rollouts import (
     create_rollout,
     get_rollout,
@@ -60,6 +61,7 @@ __all__ = [
     "NewDevice",
     "Offer",
     "PollView",
+    "PollViewReader",
     "Store",
     "apply_feedback",
     "artifact_path",
@@ -84,9 +86,10 @@ __all__ = [
     "list_releases",
     "list_rollouts",
     "offered_action",
+    "open_poll_reader",
     "open_store",
     "operate",
-    "poll_view",
+    "poll_views",
     "register_devices",
     "rollback",
     "save_artifact",

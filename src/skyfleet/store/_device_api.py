@@ -5,11 +5,11 @@ The server's hawkBit DDI routes are thin wrappers around these functions.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, Select, and_, bindparam, or_, select, update
+from sqlalchemy import ColumnElement, Connection, Select, and_, bindparam, or_, select, update
 
 from skyfleet.errors import ConflictError, NotFoundError
 from skyfleet.rollout import OFFERING, OPEN, TERMINAL, ActionState, advance, feedback_target
@@ -34,7 +34,9 @@ __all__ = [
     "device_artifact",
     "installed_action",
     "offered_action",
-    "poll_view",
+    "poll_statement",
+    "poll_views",
+    "poll_views_from_rows",
 ]
 
 
@@ -58,7 +60,8 @@ _OFFERING = sorted(s.value for s in OFFERING)
 
 
 # The device API's hot path: statements built once (SQLAlchemy caches their compiled form).
-_OFFERED = (
+#: Open actions a device may see, oldest first (a cancellation first); to be narrowed to a device.
+_VISIBLE = (
     select(actions.c.id, actions.c.state)
     .join(rollouts, rollouts.c.id == actions.c.rollout_id)
     .join(
@@ -69,7 +72,6 @@ _OFFERED = (
         ),
     )
     .where(
-        actions.c.device_id == bindparam("device_id"),
         actions.c.state.in_(_OPEN_STATES),
         or_(
             actions.c.state != ActionState.SCHEDULED.value,
@@ -79,6 +81,7 @@ _OFFERED = (
     .order_by((actions.c.state == ActionState.CANCELLING.value).desc(), actions.c.id)
     .limit(1)
 )
+_OFFERED = _VISIBLE.where(actions.c.device_id == bindparam("device_id"))
 _INSTALLED = (
     select(actions.c.id)
     .where(
@@ -252,9 +255,11 @@ class PollView:
     installed_action_id: int | None
 
 
-def _poll_statement() -> Select[Any]:
+def poll_statement(which_devices: ColumnElement[bool]) -> Select[Any]:
+    """The poll view of the devices ``which_devices`` selects: id, token hash, last-seen time,
+    hardware, offered action (id and state) and installed action, one row per known device."""
     offered_id = (
-        _OFFERED.with_only_columns(actions.c.id)
+        _VISIBLE.with_only_columns(actions.c.id)
         .where(actions.c.device_id == devices.c.id)
         .scalar_subquery()
     )
@@ -268,6 +273,7 @@ def _poll_statement() -> Select[Any]:
     offered = actions.alias("offered")
     return (
         select(
+            devices.c.id,
             devices.c.token_hash,
             devices.c.last_seen,
             devices.c.hw,
@@ -276,21 +282,27 @@ def _poll_statement() -> Select[Any]:
             installed_id.label("installed_id"),
         )
         .select_from(devices.outerjoin(offered, offered.c.id == offered_id))
-        .where(devices.c.id == bindparam("device_id"))
+        .where(which_devices)
     )
 
 
-_POLL = _poll_statement()
+_POLL = poll_statement(devices.c.id.in_(bindparam("device_ids", expanding=True)))
 
 
-def poll_view(conn: Connection, device_id: str) -> PollView | None:
-    """The device's token hash, last-seen time, hardware, offered action and installed action,
-    in one round trip (the fleet's hot path); None for an unknown device."""
-    row = conn.execute(_POLL, {"device_id": device_id}).first()
-    if row is None:
-        return None
-    offer = None
-    if row.offer_id is not None:
-        state = ActionState(row.offer_state)
-        offer = Offer(int(row.offer_id), state, state == ActionState.CANCELLING)
-    return PollView(row.token_hash, row.last_seen, row.hw, offer, row.installed_id)
+def poll_views_from_rows(rows: Iterable[Sequence[Any]]) -> dict[str, PollView]:
+    """Poll views keyed by device id, from rows of :func:`poll_statement`'s columns."""
+    views = {}
+    for device_id, token_hash, last_seen, hw, offer_id, offer_state, installed_id in rows:
+        offer = None
+        if offer_id is not None:
+            state = ActionState(offer_state)
+            offer = Offer(int(offer_id), state, state == ActionState.CANCELLING)
+        views[device_id] = PollView(token_hash, last_seen, hw, offer, installed_id)
+    return views
+
+
+def poll_views(conn: Connection, device_ids: Sequence[str]) -> dict[str, PollView]:
+    """For each known device of ``device_ids``: its token hash, last-seen time, hardware,
+    offered action and installed action, all in one statement (the fleet's hot path: a server
+    answers the polls that arrive together with one read)."""
+    return poll_views_from_rows(conn.execute(_POLL, {"device_ids": list(device_ids)}))
