@@ -100,8 +100,8 @@ class _PsycopgReader(PollViewReader):
 
 
 async def open_poll_reader(db: Store, *, connections: int = 2) -> PollViewReader:
-    """A reader of ``db``'s poll views for async code; ``connections`` reads run at once on
-    PostgreSQL. Close it when done."""
+    """A reader of ``db``'s poll views for async code; on PostgreSQL up to ``connections`` reads
+    run at once (a spare one stands by when reads come one at a time). Close it when done."""
     if db.dialect != "postgresql":
         return _ThreadReader(db)
     reader = _PsycopgReader(db, connections)
