@@ -280,6 +280,8 @@ class BasePollShortPath:
     routing, dependency solving and validation would cost more than the poll itself. The answer
     and its errors are the route's: the same body, and an exception goes to the handler the app
     registered for it. Anything else (another method or path, a mounted root path) passes on.
+    Middleware that must see the polls too (rate limits, say) is added after this one, which
+    puts it outside.
     """
 
     def __init__(self, app: ASGIApp) -> None:
