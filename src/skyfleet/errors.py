@@ -23,7 +23,7 @@ and exits with status 2.
     │   ├── NotFoundError                an unknown device, release, rollout, action or artifact
     │   ├── ConflictError                an operation the current state forbids (start twice, ...)
     │   └── DeviceAuthError              a device request without a valid token
-    ├── StoreError                       a database that cannot be opened or has a newer schema
+    ├── StoreError                       a database that cannot be opened, has a newer schema, or is unreachable
     └── ApiError                         a server that refused a request or cannot be reached
 """
 
@@ -121,7 +121,8 @@ class DeviceAuthError(RolloutError):
 
 
 class StoreError(SkyfleetError):
-    """A database that cannot be opened, or whose schema is newer than this skyfleet."""
+    """A database that cannot be opened, whose schema is newer than this skyfleet, or that
+    went away while serving (the server answers 503)."""
 
 
 class ApiError(SkyfleetError):

@@ -12,12 +12,14 @@ from pathlib import Path
 import httpx
 import psycopg
 import pytest
+from starlette.routing import Route
 from tests.server._fleet import Car, register_cars, release, rollout
 
 from conftest import LiveServer
 from skyfleet import store
-from skyfleet.errors import StoreError
+from skyfleet.errors import DeviceError, StoreError
 from skyfleet.server import ServerConfig, create_app
+from skyfleet.server._poll_path import BasePollShortPath
 from skyfleet.server._polls import PollBatcher
 
 # --- the batcher, over a real store ----------------------------------------------------------------
@@ -194,9 +196,64 @@ def test_polls_get_503_while_the_database_is_gone_and_200_once_it_is_back(
                 if answer.status_code == 200:
                     break
                 assert answer.status_code == 503, answer.text
-                assert "database" in answer.json()["error"]
+                assert answer.json() == {
+                    "error": "the database is busy or unreachable; retry shortly"
+                }
                 assert answer.headers["Retry-After"] == "1"
             assert codes[-1] == 200, codes
             assert 503 in codes, "the poll after the database went away should have failed"
     finally:
         db.close()
+
+
+def test_an_id_with_a_nul_byte_names_no_device_and_does_not_fail_its_batch(
+    db: store.Store,
+) -> None:
+    ids = _fleet(db, 6)
+    asked = [*ids, "car-000\x00", "\x00"]
+
+    async def run() -> list[store.PollView | None]:
+        reader = await store.open_poll_reader(db)
+        try:
+            return list(await asyncio.gather(*(PollBatcher(reader).view(d) for d in asked)))
+        finally:
+            await reader.close()
+
+    views = asyncio.run(run())
+    assert all(v is not None for v in views[:6]) and views[6:] == [None, None]
+    with pytest.raises(DeviceError, match="control characters"):
+        store.NewDevice("car\x00").check()
+
+
+def test_the_short_path_answers_polls_as_the_route_does(db: store.Store) -> None:
+    """Same status, body and content type with and without the short path; and the short
+    path answers even with the route gone (so it is the one answering)."""
+    config = ServerConfig(gateway_token="gw-token", poll_jitter=0.0, sweep_interval_s=0.05)
+    short = create_app(config, db=db)
+    routed = create_app(config, db=db)
+    routed.user_middleware = [m for m in routed.user_middleware if m.cls is not BasePollShortPath]
+    with LiveServer(short) as a, httpx.Client(base_url=a.url, timeout=30) as api:
+        cars = register_cars(api, {"id": "eap-1", "tags": ["eap"]}, {"id": "plain-1"})
+        release(api, "2025.44.25.5", ["hw3"])
+        rollout(api, "2025.44.25.5", ["tag:eap"])
+        requests = [
+            ("/DEFAULT/controller/v1/eap-1", cars["eap-1"].auth),
+            ("/DEFAULT/controller/v1/plain-1", cars["plain-1"].auth),
+            ("/default/controller/v1/plain-1", cars["plain-1"].auth),
+            ("/DEFAULT/controller/v1/plain-1", {"Authorization": "TargetToken wrong"}),
+            ("/DEFAULT/controller/v1/plain-1", {}),
+            ("/OTHER/controller/v1/plain-1", cars["plain-1"].auth),
+            ("/DEFAULT/controller/v1/nobody", {"Authorization": "TargetToken x"}),
+        ]
+        with LiveServer(routed) as b, httpx.Client(base_url=b.url, timeout=30) as other:
+            for path, headers in requests:
+                one, two = api.get(path, headers=headers), other.get(path, headers=headers)
+                assert one.status_code == two.status_code, path
+                assert one.headers["content-type"] == two.headers["content-type"]
+                assert one.headers.get("www-authenticate") == two.headers.get("www-authenticate")
+                assert one.text.replace(a.url, "URL") == two.text.replace(b.url, "URL"), path
+        assert "deploymentBase" in api.get(requests[0][0], headers=requests[0][1]).json()["_links"]
+        # With every API route gone, only the short path can still answer a poll.
+        short.router.routes[:] = [r for r in short.router.routes if isinstance(r, Route)]
+        assert api.get("/api/v1/health").status_code == 404
+        assert api.get(requests[1][0], headers=requests[1][1]).status_code == 200

@@ -17,6 +17,7 @@ from skyfleet import __version__, store
 from skyfleet.server import _ddi, _operator
 from skyfleet.server._config import ServerConfig
 from skyfleet.server._errors import install_error_handlers
+from skyfleet.server._poll_path import BasePollShortPath
 from skyfleet.server._runtime import Runtime
 
 __all__ = ["CONFIG_ENV", "app_from_env", "config_to_env", "create_app"]
@@ -33,32 +34,33 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        if db is not None:
-            opened = db
-        else:
-            opened = await asyncio.to_thread(
-                store.open_store,
-                config.database_url,
-                artifacts_dir=config.artifacts_dir,
-                pool_size=config.pool_size,
-            )
-        # One request thread per pooled connection: bursts wait for a thread, not for a new
-        # database connection (which costs more than the request itself).
-        anyio.to_thread.current_default_thread_limiter().total_tokens = config.pool_size
-        polls = await store.open_poll_reader(opened)
-        runtime = Runtime(config, opened, polls, clock)
-        app.state.runtime = runtime
-        task = asyncio.create_task(runtime.background(), name="skyfleet-judge")
-        try:
-            yield
-        finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-            await asyncio.to_thread(runtime.flush_seen)
-            await polls.close()
-            if db is None:
-                opened.close()
+        async with contextlib.AsyncExitStack() as stack:
+            if db is not None:
+                opened = db
+            else:
+                opened = await asyncio.to_thread(
+                    store.open_store,
+                    config.database_url,
+                    artifacts_dir=config.artifacts_dir,
+                    pool_size=config.pool_size,
+                )
+                stack.callback(opened.close)
+            # One request thread per pooled connection: bursts wait for a thread, not for a new
+            # database connection (which costs more than the request itself).
+            anyio.to_thread.current_default_thread_limiter().total_tokens = config.pool_size
+            polls = await store.open_poll_reader(opened)
+            stack.push_async_callback(polls.close)
+            runtime = Runtime(config, opened, polls, clock)
+            app.state.runtime = runtime
+            stack.push_async_callback(runtime.polls.aclose)
+            stack.push_async_callback(asyncio.to_thread, runtime.flush_seen)
+            task = asyncio.create_task(runtime.background(), name="skyfleet-judge")
+            try:
+                yield
+            finally:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
 
     app = FastAPI(
         title="skyfleet",
@@ -67,7 +69,7 @@ def create_app(
         lifespan=lifespan,
     )
     install_error_handlers(app)
-    app.add_middleware(_ddi.BasePollShortPath)
+    app.add_middleware(BasePollShortPath)
     app.include_router(_operator.router)
     app.include_router(_ddi.router)
     return app

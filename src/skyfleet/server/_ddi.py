@@ -11,10 +11,8 @@ from __future__ import annotations
 import contextlib
 import functools
 import hmac
-import inspect
 import json
 import random
-import re
 from collections.abc import Callable, Coroutine
 from typing import Annotated, Any, Literal
 
@@ -25,14 +23,14 @@ from fastapi.routing import APIRoute
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import Connection
 from sqlalchemy.exc import IntegrityError
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import Scope
 
 from skyfleet import store
 from skyfleet.errors import ConflictError, DeviceAuthError, NotFoundError
 from skyfleet.server._params import IdPath
 from skyfleet.server._runtime import Runtime
 
-__all__ = ["BasePollShortPath", "router"]
+__all__ = ["router"]
 
 
 class _LenientJsonRoute(APIRoute):
@@ -61,8 +59,8 @@ class _LenientJsonRoute(APIRoute):
 
 router = APIRouter(tags=["device (hawkBit DDI)"], route_class=_LenientJsonRoute)
 
-_CONTROLLER_ID = r"[^/\\\s]{1,128}"
-ControllerId = Path(pattern=f"^{_CONTROLLER_ID}$", description="the device id")
+CONTROLLER_ID = r"[^/\\\s\x00-\x1f\x7f]{1,128}"  # no slashes, spaces or control characters
+ControllerId = Path(pattern=f"^{CONTROLLER_ID}$", description="the device id")
 
 
 def runtime(request: Request) -> Runtime:
@@ -114,14 +112,18 @@ def _sleep_text(seconds: float) -> str:
     return f"{seconds // 3600:02d}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
 
 
+def _check_tenant(rt: Runtime, tenant: str) -> None:
+    if tenant.lower() != rt.config.tenant.lower():
+        raise NotFoundError(f"unknown tenant {tenant!r}")
+
+
 def _authorize(
     rt: Runtime, tenant: str, authorization: str | None, token_hash: str | None, known: bool
 ) -> bool:
     """Whether the request may act for the device: True for a known device with its target
     token (or the gateway token), False for an unknown device with the gateway token (to be
     registered); :class:`DeviceAuthError` or :class:`NotFoundError` otherwise."""
-    if tenant.lower() != rt.config.tenant.lower():
-        raise NotFoundError(f"unknown tenant {tenant!r}")
+    _check_tenant(rt, tenant)
     scheme, _, token = (authorization or "").partition(" ")
     token = token.strip()
     gateway = rt.config.gateway_token
@@ -208,14 +210,15 @@ def _root_url(scope: Scope) -> str:
     )
 
 
-def _base(scope: Scope, tenant: str, controller_id: str) -> str:
+def device_base(scope: Scope, tenant: str, controller_id: str) -> str:
     return f"{_root_url(scope)}/{tenant}/controller/v1/{controller_id}"
 
 
-async def _poll_answer(
+async def poll_answer(
     rt: Runtime, tenant: str, controller_id: str, authorization: str | None, base: str
 ) -> dict[str, Any]:
     """The base poll's body: when to poll again and the ``_links`` to follow."""
+    _check_tenant(rt, tenant)  # before the read: a wrong tenant takes no place in a batch
     view = await rt.polls.view(controller_id)
     if view is None:
         _authorize(rt, tenant, authorization, None, known=False)
@@ -261,75 +264,20 @@ async def poll(
 ) -> JSONResponse:
     """What the device should do next, and when to poll again.
 
-    The fleet's hot path: well-formed polls are answered by :class:`BasePollShortPath` before
-    the framework's routing; this route documents them and answers the rest.
+    The fleet's hot path: well-formed polls are answered by
+    :class:`~skyfleet.server._poll_path.BasePollShortPath` before the framework's routing; this
+    route documents them and answers the rest.
     """
-    base = _base(request.scope, tenant, controller_id)
+    base = device_base(request.scope, tenant, controller_id)
     return JSONResponse(
-        await _poll_answer(runtime(request), tenant, controller_id, authorization, base)
+        await poll_answer(runtime(request), tenant, controller_id, authorization, base)
     )
-
-
-_POLL_PATH = re.compile(f"/([^/]+)/controller/v1/({_CONTROLLER_ID})")
-
-
-class BasePollShortPath:
-    """ASGI middleware: answers well-formed base polls without routing and parameter validation.
-
-    A million vehicles polling every five minutes are 3,400 polls a second; the framework's
-    routing, dependency solving and validation would cost more than the poll itself. The answer
-    and its errors are the route's: the same body, and an exception goes to the handler the app
-    registered for it. Anything else (another method or path, a mounted root path) passes on.
-    Middleware that must see the polls too (rate limits, say) is added after this one, which
-    puts it outside.
-    """
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        match = (
-            _POLL_PATH.fullmatch(scope["path"])
-            if scope["type"] == "http" and scope["method"] == "GET" and not scope.get("root_path")
-            else None
-        )
-        if match is None:
-            await self.app(scope, receive, send)
-            return
-        tenant, controller_id = match.groups()
-        authorization = next(
-            (value.decode("latin-1") for key, value in scope["headers"] if key == b"authorization"),
-            None,
-        )
-        try:
-            body = await _poll_answer(
-                scope["app"].state.runtime,
-                tenant,
-                controller_id,
-                authorization,
-                _base(scope, tenant, controller_id),
-            )
-            response: Response = JSONResponse(body)
-        except Exception as exc:
-            response = await _handled(Request(scope, receive), exc)
-        await response(scope, receive, send)
-
-
-async def _handled(request: Request, exc: Exception) -> Response:
-    """The response the app's exception handler for ``exc`` gives (the nearest class's)."""
-    handlers = request.app.exception_handlers
-    for cls in type(exc).__mro__:
-        if cls in handlers:
-            response = handlers[cls](request, exc)
-            answer: Response = await response if inspect.isawaitable(response) else response
-            return answer
-    raise exc
 
 
 def _deployment_body(
     request: Request, tenant: str, controller_id: str, dep: dict[str, Any], history: str
 ) -> dict[str, Any]:
-    base = _base(request.scope, tenant, controller_id)
+    base = device_base(request.scope, tenant, controller_id)
     artifacts = []
     for art in dep["artifacts"]:
         href = f"{base}/softwaremodules/{dep['release_id']}/artifacts/{art['filename']}"

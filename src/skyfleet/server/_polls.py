@@ -11,8 +11,10 @@ batch size. Every read starts after its polls arrived, so a device sees its own 
 from __future__ import annotations
 
 import asyncio
+import itertools
 
 from skyfleet import store
+from skyfleet.errors import StoreError
 
 __all__ = ["PollBatcher"]
 
@@ -51,32 +53,50 @@ class PollBatcher:
         return await future
 
     def _take(self) -> _Waiters:
-        batch = {}
-        for device_id in list(self._waiting)[: self._max_batch]:
-            batch[device_id] = self._waiting.pop(device_id)
-        return batch
+        return {
+            device_id: self._waiting.pop(device_id)
+            for device_id in list(itertools.islice(self._waiting, self._max_batch))
+        }
+
+    def _fail(self, batch: _Waiters, failure: Exception) -> None:
+        for futures in batch.values():
+            for future in futures:
+                if not future.done():
+                    future.set_exception(failure)
 
     async def _drain(self) -> None:
         try:
             while self._waiting:
                 await self._read_batch(self._take())
+        except BaseException:  # cancelled (the server stops): nobody is left waiting for ever
+            self._fail(self._waiting, RuntimeError("the server is stopping"))
+            self._waiting = {}
+            raise
         finally:  # no await between the loop's last check and this: a new poll starts a reader
             self._reading -= 1
 
     async def _read_batch(self, batch: _Waiters) -> None:
         try:
             views = await self._reader.read(list(batch))
-        except BaseException as exc:  # each poll of the batch gets the error (a 503 for a hiccup)
-            failure = exc if isinstance(exc, Exception) else RuntimeError("the poll reader stopped")
-            for futures in batch.values():
-                for future in futures:
-                    if not future.done():
-                        future.set_exception(failure)
-            if not isinstance(exc, Exception):
-                raise
+        except Exception as exc:
+            # The polls that queued meanwhile would meet the same database: they fail at once
+            # too (a 503 for an outage) rather than wait behind it.
+            self._fail(batch, exc)
+            if isinstance(exc, StoreError):
+                self._fail(self._waiting, exc)
+                self._waiting = {}
             return
+        except BaseException:
+            self._fail(batch, RuntimeError("the server is stopping"))
+            raise
         for device_id, futures in batch.items():
             view = views.get(device_id)
             for future in futures:
                 if not future.done():  # its client may have gone away
                     future.set_result(view)
+
+    async def aclose(self) -> None:
+        """Stop the reads in flight; polls still waiting fail."""
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)

@@ -42,6 +42,10 @@ def token_matches(token: str, token_hash: str | None) -> bool:
     return token_hash is not None and hmac.compare_digest(hash_token(token), token_hash)
 
 
+def _bad_id_char(c: str) -> bool:
+    return c in "/\\" or c.isspace() or ord(c) < 32 or ord(c) == 127
+
+
 @dataclass(frozen=True, slots=True)
 class NewDevice:
     """A device to register. ``token`` None: one is generated and returned once."""
@@ -56,9 +60,10 @@ class NewDevice:
 
     def check(self) -> None:
         """Raise :class:`DeviceError` for a field that cannot be stored."""
-        if not self.id or len(self.id) > 128 or any(c in self.id for c in "/\\ \t\n"):
+        if not self.id or len(self.id) > 128 or any(_bad_id_char(c) for c in self.id):
             raise DeviceError(
-                f"device id {self.id!r} must be 1-128 characters without spaces or slashes"
+                f"device id {self.id!r} must be 1-128 characters without spaces, slashes or "
+                "control characters"
             )
         if self.kind not in DEVICE_KINDS:
             raise DeviceError(

@@ -8,6 +8,7 @@ through the store's engine.
 
 from __future__ import annotations
 
+import logging
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 
@@ -17,6 +18,7 @@ from psycopg.sql import Literal
 from psycopg_pool import AsyncConnectionPool
 from sqlalchemy import String, any_, bindparam
 from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.dialects.postgresql import psycopg as psycopg_dialect
 
 from skyfleet.errors import StoreError
 from skyfleet.store._device_api import PollView, poll_statement, poll_views, poll_views_from_rows
@@ -24,6 +26,8 @@ from skyfleet.store._engine import Store
 from skyfleet.store._schema import devices
 
 __all__ = ["PollViewReader", "open_poll_reader"]
+
+log = logging.getLogger("skyfleet.store")
 
 
 class PollViewReader(ABC):
@@ -58,15 +62,18 @@ class _PsycopgReader(PollViewReader):
         statement = poll_statement(
             devices.c.id == any_(bindparam("device_ids", type_=ARRAY(String)))
         )
-        expanded = statement.compile(dialect=db.engine.dialect).construct_expanded_state(
-            {"device_ids": []}
-        )
+        dialect = psycopg_dialect.dialect()  # type: ignore[no-untyped-call]  # %(name)s style
+        compiled = statement.compile(dialect=dialect)
+        expanded = compiled.construct_expanded_state({"device_ids": []})
         # The constants (state names, limits) go into the text once, so that each read sends
         # and converts only the batch's ids.
         sql = expanded.statement
         for name, value in expanded.parameters.items():
             if name != "device_ids":
-                sql = sql.replace(f"%({name})s", Literal(value).as_string())
+                literal = Literal(value).as_string().replace("%", "%%")
+                sql = sql.replace(f"%({name})s", literal)
+        if sql.count("%(") != 1:
+            raise AssertionError(f"unexpected parameters left in the poll statement: {sql}")
         self._sql = sql
         url = db.engine.url.set(drivername="postgresql")
         self._pool = AsyncConnectionPool(
@@ -74,7 +81,7 @@ class _PsycopgReader(PollViewReader):
             min_size=connections,
             max_size=connections,
             kwargs={"autocommit": True},
-            timeout=10.0,
+            timeout=2.0,  # an outage answers 503 soon instead of queueing polls
             open=False,
             name="skyfleet-polls",
         )
@@ -83,16 +90,16 @@ class _PsycopgReader(PollViewReader):
         await self._pool.open()
 
     async def read(self, device_ids: Sequence[str]) -> dict[str, PollView]:
-        params = {"device_ids": list(device_ids)}
+        # PostgreSQL text cannot hold NUL: such an id names no device (and must not fail the
+        # batch it came in).
+        params = {"device_ids": [d for d in device_ids if "\x00" not in d]}
         try:
             async with self._pool.connection() as conn:
                 cursor = await conn.execute(self._sql, params, prepare=True)
                 rows = await cursor.fetchall()
-        except psycopg.Error as exc:
-            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise StoreError(
-                f"the database is busy or unreachable ({reason}); retry shortly"
-            ) from exc
+        except psycopg.OperationalError as exc:  # also the pool's timeout: a 503, logged
+            log.warning("database busy or unreachable on a poll read: %s", exc)
+            raise StoreError("the database is busy or unreachable; retry shortly") from exc
         return poll_views_from_rows(rows)
 
     async def close(self) -> None:
