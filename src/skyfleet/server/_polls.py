@@ -19,6 +19,7 @@ from skyfleet.errors import StoreError
 __all__ = ["PollBatcher"]
 
 _Waiters = dict[str, list["asyncio.Future[store.PollView | None]"]]
+_STOPPING = "the server is stopping"
 
 
 class PollBatcher:
@@ -64,13 +65,16 @@ class PollBatcher:
                 if not future.done():
                     future.set_exception(failure)
 
+    def _fail_waiting(self, failure: Exception) -> None:
+        waiting, self._waiting = self._waiting, {}
+        self._fail(waiting, failure)
+
     async def _drain(self) -> None:
         try:
             while self._waiting:
                 await self._read_batch(self._take())
         except BaseException:  # cancelled (the server stops): nobody is left waiting for ever
-            self._fail(self._waiting, RuntimeError("the server is stopping"))
-            self._waiting = {}
+            self._fail_waiting(RuntimeError(_STOPPING))
             raise
         finally:  # no await between the loop's last check and this: a new poll starts a reader
             self._reading -= 1
@@ -83,11 +87,10 @@ class PollBatcher:
             # too (a 503 for an outage) rather than wait behind it.
             self._fail(batch, exc)
             if isinstance(exc, StoreError):
-                self._fail(self._waiting, exc)
-                self._waiting = {}
+                self._fail_waiting(exc)
             return
         except BaseException:
-            self._fail(batch, RuntimeError("the server is stopping"))
+            self._fail(batch, RuntimeError(_STOPPING))
             raise
         for device_id, futures in batch.items():
             view = views.get(device_id)
