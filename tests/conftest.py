@@ -16,7 +16,7 @@ import uvicorn
 
 from skyfleet.orbits import WalkerConstellation, preset
 from skyfleet.server import ServerConfig, create_app
-from skyfleet.store import Store, open_store
+from skyfleet.store import Store, create_operator_token, open_store
 
 START = 1_767_225_600.0  # 2026-01-01T00:00:00Z
 
@@ -76,10 +76,24 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return url
 
 
+#: The admin token every test store has (named ``admin``), and the header that carries it.
+ADMIN_TOKEN = "sfo_admin-token-for-tests-0123456789"
+ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+
+
+def add_admin(db: Store) -> None:
+    """Give a store the tests' admin token."""
+    with db.begin() as conn:
+        create_operator_token(
+            conn, START, name="admin", role="admin", actor="tests", token=ADMIN_TOKEN
+        )
+
+
 @pytest.fixture
 def db(database_url: str, tmp_path: Path) -> Iterator[Store]:
-    """An opened, migrated store with its artifacts under tmp_path."""
+    """An opened, migrated store with its artifacts under tmp_path and the admin token."""
     opened = open_store(database_url, artifacts_dir=tmp_path / "artifacts")
+    add_admin(opened)
     yield opened
     opened.close()
 
@@ -126,6 +140,6 @@ def server(db: Store) -> Iterator[LiveServer]:
 
 @pytest.fixture
 def api(server: LiveServer) -> Iterator[httpx.Client]:
-    """An HTTP client for the live server's operator API."""
-    with httpx.Client(base_url=server.url, timeout=30.0) as client:
+    """An HTTP client for the live server's operator API, as the admin."""
+    with httpx.Client(base_url=server.url, timeout=30.0, headers=ADMIN) as client:
         yield client

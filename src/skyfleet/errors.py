@@ -7,7 +7,7 @@ and exits with status 2.
 ::
 
     SkyfleetError
-    ├── InputError                       a command-line value or output file that cannot be used
+    ├── InputError                       a command-line value, request field or output file that cannot be used
     ├── OrbitsError
     │   ├── UnknownConstellationError    a preset name that does not exist
     │   └── TLEError                     a TLE catalogue that is empty or malformed
@@ -23,6 +23,15 @@ and exits with status 2.
     │   ├── NotFoundError                an unknown device, release, rollout, action or artifact
     │   ├── ConflictError                an operation the current state forbids (start twice, ...)
     │   └── DeviceAuthError              a device request without a valid token
+    ├── TrustError
+    │   ├── KeyStoreError                signing keys that are missing, unreadable, or readable by others
+    │   ├── MetadataError                TUF metadata that cannot be built, parsed or accepted (a bad root)
+    │   └── UntrustedUpdateError         a director assignment the image repository does not vouch for
+    ├── AccessError
+    │   ├── OperatorAuthError            an operator request without a valid token (401)
+    │   ├── ForbiddenError               a token whose role may not do this (403)
+    │   ├── RateLimitError               a client over its request rate (429)
+    │   └── TooLargeError                a request body over the server's limit (413)
     ├── StoreError                       a database that cannot be opened, has a newer schema, or is unreachable
     └── ApiError                         a server that refused a request or cannot be reached
 """
@@ -30,25 +39,34 @@ and exits with status 2.
 from __future__ import annotations
 
 __all__ = [
+    "AccessError",
     "ApiError",
     "ArtifactError",
     "ConflictError",
     "DeviceAuthError",
     "DeviceError",
     "FilterError",
+    "ForbiddenError",
     "InputError",
+    "KeyStoreError",
     "LinkConfigError",
     "LinksError",
+    "MetadataError",
     "NotFoundError",
+    "OperatorAuthError",
     "OrbitsError",
     "PlaceError",
+    "RateLimitError",
     "ReleaseError",
     "RolloutError",
     "RouteError",
     "SkyfleetError",
     "StoreError",
     "TLEError",
+    "TooLargeError",
+    "TrustError",
     "UnknownConstellationError",
+    "UntrustedUpdateError",
 ]
 
 
@@ -57,7 +75,8 @@ class SkyfleetError(Exception):
 
 
 class InputError(SkyfleetError, ValueError):
-    """A command-line value that cannot be read, or an output file that cannot be written."""
+    """A command-line value or request field that cannot be used, or an output file that cannot
+    be written."""
 
 
 class OrbitsError(SkyfleetError):
@@ -118,6 +137,49 @@ class ConflictError(RolloutError):
 
 class DeviceAuthError(RolloutError):
     """A device request with a missing or wrong token."""
+
+
+class TrustError(SkyfleetError):
+    """Base of the errors of signed update metadata (TUF / Uptane) and its keys."""
+
+
+class KeyStoreError(TrustError):
+    """Signing keys that are missing, unreadable, too few for a threshold, or readable by others."""
+
+
+class MetadataError(TrustError, ValueError):
+    """TUF metadata that cannot be built, parsed or accepted (a new root not signed by enough
+    keys of the old and the new root, say)."""
+
+
+class UntrustedUpdateError(TrustError):
+    """What the director assigned does not match what the image repository signed (Uptane's
+    check that a compromised director alone cannot install arbitrary software)."""
+
+
+class AccessError(SkyfleetError):
+    """Base of the errors of who may call the server, and how much."""
+
+
+class OperatorAuthError(AccessError):
+    """An operator API request with a missing, wrong or revoked token."""
+
+
+class ForbiddenError(AccessError):
+    """An operator token whose role does not allow the request (a viewer creating a rollout)."""
+
+
+class RateLimitError(AccessError):
+    """A client that sent more requests than its rate allows; ``retry_after_s`` says when to
+    come back."""
+
+    def __init__(self, message: str, retry_after_s: float = 1.0) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+class TooLargeError(AccessError):
+    """A request body larger than the server accepts for that route."""
 
 
 class StoreError(SkyfleetError):

@@ -8,9 +8,15 @@ from pathlib import Path
 import httpx
 import pytest
 
+from conftest import ADMIN, ADMIN_TOKEN
 from skyfleet.cli import main
 
 pytestmark = pytest.mark.usefixtures("server")
+
+
+@pytest.fixture(autouse=True)
+def _admin_token(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SKYFLEET_TOKEN", ADMIN_TOKEN)
 
 
 def run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
@@ -137,7 +143,7 @@ def test_duplicate_release_is_refused_and_the_first_kept(
     assert run(argv, capsys)[0] == 0
     code, _, err = run([*argv[:4], f"hw3={bundles['hw4']}", *argv[5:]], capsys)
     assert code == 2 and "already exists" in err
-    release = httpx.get(f"{url}/api/v1/releases/2025.50.1").json()
+    release = httpx.get(f"{url}/api/v1/releases/2025.50.1", headers=ADMIN).json()
     assert release["artifacts"]["hw3"][0]["size"] == bundles["hw3"].stat().st_size
 
 

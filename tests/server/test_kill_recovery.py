@@ -69,6 +69,12 @@ class ServerProcess:
                 time.sleep(0.1)
         raise RuntimeError((self.workdir / "serve.log").read_text())
 
+    def admin(self) -> dict[str, str]:
+        """The operator header with the admin token the first start wrote (mode 600)."""
+        token_file = self.workdir / "skyfleet-admin.token"
+        assert token_file.stat().st_mode & 0o077 == 0, "the admin token is readable by others"
+        return {"Authorization": f"Bearer {token_file.read_text().strip()}"}
+
     def kill9(self) -> None:
         assert self.proc is not None
         os.kill(self.proc.pid, signal.SIGKILL)
@@ -97,7 +103,7 @@ def _round(url: str, devices: list[DdiDevice]) -> Counter[str]:
 
 
 def test_kill_9_mid_rollout_loses_and_duplicates_nothing(served: ServerProcess) -> None:
-    with httpx.Client(base_url=served.url, timeout=30) as api:
+    with httpx.Client(base_url=served.url, timeout=30, headers=served.admin()) as api:
         devices = register_fleet(api, hw3=150, hw4=60, eap_each=5)
         release(api, HOLIDAY, ["hw3", "hw4"])
         rollout_id = rollout(api, HOLIDAY, WAVES, **OPTIONS)
@@ -116,7 +122,7 @@ def test_kill_9_mid_rollout_loses_and_duplicates_nothing(served: ServerProcess) 
     assert outcome["r"]["error"] > 0, "the kill should have interrupted some devices"
     served.start()
 
-    with httpx.Client(base_url=served.url, timeout=30) as api:
+    with httpx.Client(base_url=served.url, timeout=30, headers=served.admin()) as api:
         for _ in range(12):
             if status(api, rollout_id)["status"] == "complete" and all(
                 not d.pending for d in devices

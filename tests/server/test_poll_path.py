@@ -15,7 +15,7 @@ import pytest
 from starlette.routing import Route
 from tests.server._fleet import Car, register_cars, release, rollout
 
-from conftest import LiveServer
+from conftest import ADMIN, LiveServer
 from skyfleet import store
 from skyfleet.errors import DeviceError, StoreError
 from skyfleet.server import ServerConfig, create_app
@@ -232,7 +232,7 @@ def test_the_short_path_answers_polls_as_the_route_does(db: store.Store) -> None
     short = create_app(config, db=db)
     routed = create_app(config, db=db)
     routed.user_middleware = [m for m in routed.user_middleware if m.cls is not BasePollShortPath]
-    with LiveServer(short) as a, httpx.Client(base_url=a.url, timeout=30) as api:
+    with LiveServer(short) as a, httpx.Client(base_url=a.url, timeout=30, headers=ADMIN) as api:
         cars = register_cars(api, {"id": "eap-1", "tags": ["eap"]}, {"id": "plain-1"})
         release(api, "2025.44.25.5", ["hw3"])
         rollout(api, "2025.44.25.5", ["tag:eap"])

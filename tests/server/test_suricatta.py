@@ -22,7 +22,7 @@ from typing import Any
 
 import httpx
 import pytest
-from tests.conftest import LiveServer
+from tests.conftest import ADMIN, LiveServer
 from tests.server._suricatta import (
     SWUPDATE,
     SWUPDATE_SKIP_REASON,
@@ -61,7 +61,7 @@ def ddi(db: Store) -> Iterator[LiveServer]:
 @pytest.fixture
 def ops(ddi: LiveServer) -> Iterator[httpx.Client]:
     """The operator API of that server."""
-    with httpx.Client(base_url=ddi.url, timeout=30.0) as client:
+    with httpx.Client(base_url=ddi.url, timeout=30.0, headers=ADMIN) as client:
         yield client
 
 

@@ -4,16 +4,43 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import httpx
+import typer
 
 from skyfleet.errors import ApiError, InputError
 from skyfleet.store import iter_file
 
-__all__ = ["DEFAULT_SERVER", "Api", "file_sha256"]
+__all__ = [
+    "DEFAULT_SERVER",
+    "Api",
+    "JsonOption",
+    "ServerOption",
+    "TokenOption",
+    "file_sha256",
+    "once",
+]
 
 DEFAULT_SERVER = "http://127.0.0.1:8000"
+
+#: ``--server``: the options every operator command takes.
+ServerOption = Annotated[
+    str,
+    typer.Option("--server", envvar="SKYFLEET_SERVER", help="The skyfleet server's URL."),
+]
+#: ``--token``: the operator token (``SKYFLEET_TOKEN``).
+TokenOption = Annotated[
+    str | None,
+    typer.Option(
+        "--token",
+        envvar="SKYFLEET_TOKEN",
+        help="Operator token; 'skyfleet serve' wrote the first admin token to skyfleet-admin.token.",
+        show_default=False,
+    ),
+]
+#: ``--json``.
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
 
 
 def file_sha256(path: Path) -> str:
@@ -26,13 +53,16 @@ def file_sha256(path: Path) -> str:
 
 
 class Api:
-    """Calls ``/api/v1`` on a skyfleet server."""
+    """Calls ``/api/v1`` on a skyfleet server with an operator ``token``."""
 
-    def __init__(self, server: str, timeout_s: float = 60.0) -> None:
+    def __init__(self, server: str, token: str | None = None, timeout_s: float = 60.0) -> None:
         if not server.startswith(("http://", "https://")):
             raise InputError(f"server {server!r} must be an http:// or https:// URL")
         self.server = server.rstrip("/")
-        self.http = httpx.Client(base_url=self.server + "/api/v1", timeout=timeout_s)
+        headers = {"Authorization": f"Bearer {token.strip()}"} if token else {}
+        self.http = httpx.Client(
+            base_url=self.server + "/api/v1", timeout=timeout_s, headers=headers
+        )
 
     def request(self, method: str, path: str, **kwargs: Any) -> Any:
         """One call; the JSON answer, or :class:`ApiError` with the server's message."""
@@ -81,3 +111,9 @@ class Api:
 
     def __exit__(self, *_exc: object) -> None:
         self.close()
+
+
+def once(server: str, token: str | None, method: str, path: str, **kwargs: Any) -> Any:
+    """One call on a fresh :class:`Api`, closed right after."""
+    with Api(server, token) as api:
+        return api.request(method, path, **kwargs)

@@ -13,6 +13,10 @@ from rich.live import Live
 from rich.table import Table
 
 from skyfleet.cli._client import DEFAULT_SERVER, Api
+from skyfleet.cli._client import JsonOption as _Json
+from skyfleet.cli._client import ServerOption as _Server
+from skyfleet.cli._client import TokenOption as _Token
+from skyfleet.cli._client import once as _once
 from skyfleet.cli._common import err, iso, out, parse_duration, print_json
 from skyfleet.errors import InputError
 from skyfleet.rollout import IN_PROGRESS, ActionState, GroupSpec
@@ -28,18 +32,7 @@ rollout_app = typer.Typer(
     no_args_is_help=True,
 )
 
-_Server = Annotated[
-    str,
-    typer.Option("--server", envvar="SKYFLEET_SERVER", help="The skyfleet server's URL."),
-]
-_Json = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
 _Id = Annotated[int, typer.Argument(help="The rollout's id (see 'skyfleet rollout list').")]
-
-
-def _once(server: str, method: str, path: str, **kwargs: Any) -> Any:
-    """One call on a fresh :class:`Api`, closed right after."""
-    with Api(server) as api:
-        return api.request(method, path, **kwargs)
 
 
 def _parse_pairs(values: list[str], what: str, example: str) -> dict[str, str]:
@@ -62,10 +55,11 @@ def device_list(
     tag: Annotated[str | None, typer.Option(help="Only devices with this tag, e.g. eap.")] = None,
     limit: Annotated[int, typer.Option(min=1, max=10_000, help="At most this many rows.")] = 50,
     server: _Server = DEFAULT_SERVER,
+    token: _Token = None,
     as_json: _Json = False,
 ) -> None:
     """List devices: hardware, tags, installed version, last seen."""
-    with Api(server) as api:
+    with Api(server, token) as api:
         answer = api.get("/devices", hw=hw, kind=kind, tag=tag, limit=limit)
     if as_json:
         print_json(answer)
@@ -100,6 +94,7 @@ def device_register(
     ] = None,
     version: Annotated[str | None, typer.Option(help="The version it runs now.")] = None,
     server: _Server = DEFAULT_SERVER,
+    token: _Token = None,
     as_json: _Json = False,
 ) -> None:
     """Register a device and print its target token (shown once; the server keeps a hash)."""
@@ -115,7 +110,7 @@ def device_register(
             }
         ]
     }
-    answer = _once(server, "POST", "/devices", json=body)
+    answer = _once(server, token, "POST", "/devices", json=body)
     if as_json:
         print_json(answer["devices"][0])
     else:
@@ -139,6 +134,7 @@ def release_create(
         str | None, typer.Option(help="Only devices at this version or newer may take it.")
     ] = None,
     server: _Server = DEFAULT_SERVER,
+    token: _Token = None,
     as_json: _Json = False,
 ) -> None:
     """Upload the artifacts (streamed, checked by SHA-256) and create the release.
@@ -153,7 +149,7 @@ def release_create(
     if notes is not None and not notes.is_file():
         raise InputError(f"notes file {str(notes)!r} does not exist")
     text = notes.read_text(encoding="utf-8") if notes else ""
-    with Api(server) as api:
+    with Api(server, token) as api:
         uploaded: dict[Path, int] = {}
         for path in dict.fromkeys(files.values()):
             uploaded[path] = api.upload(path)["id"]
@@ -172,9 +168,11 @@ def release_create(
 
 
 @release_app.command("list")
-def release_list(server: _Server = DEFAULT_SERVER, as_json: _Json = False) -> None:
+def release_list(
+    server: _Server = DEFAULT_SERVER, token: _Token = None, as_json: _Json = False
+) -> None:
     """List releases."""
-    answer = _once(server, "GET", "/releases")
+    answer = _once(server, token, "GET", "/releases")
     if as_json:
         print_json(answer)
         return
@@ -224,6 +222,7 @@ def rollout_create(
     name: Annotated[str | None, typer.Option(help="A name for the rollout.")] = None,
     start: Annotated[bool, typer.Option(help="Start it right away.")] = False,
     server: _Server = DEFAULT_SERVER,
+    token: _Token = None,
     as_json: _Json = False,
 ) -> None:
     """Create a rollout: each group takes its share of the devices no earlier group took.
@@ -242,7 +241,7 @@ def rollout_create(
     for text in group:
         GroupSpec.parse(text, **options)  # bad input is reported here, before any request
     body = {"release": release, "name": name, "groups": [{"group": g, **options} for g in group]}
-    with Api(server) as api:
+    with Api(server, token) as api:
         answer = api.post("/rollouts", body)
         if start:
             answer = api.post(f"/rollouts/{answer['id']}/start")
@@ -262,9 +261,11 @@ def rollout_create(
 
 
 @rollout_app.command("list")
-def rollout_list(server: _Server = DEFAULT_SERVER, as_json: _Json = False) -> None:
+def rollout_list(
+    server: _Server = DEFAULT_SERVER, token: _Token = None, as_json: _Json = False
+) -> None:
     """List rollouts, newest first."""
-    answer = _once(server, "GET", "/rollouts")
+    answer = _once(server, token, "GET", "/rollouts")
     if as_json:
         print_json(answer)
         return
@@ -278,8 +279,10 @@ def rollout_list(server: _Server = DEFAULT_SERVER, as_json: _Json = False) -> No
     out.print(table)
 
 
-def _operation(operation: str, rollout_id: int, server: str, as_json: bool) -> None:
-    answer = _once(server, "POST", f"/rollouts/{rollout_id}/{operation}")
+def _operation(
+    operation: str, rollout_id: int, server: str, token: str | None, as_json: bool
+) -> None:
+    answer = _once(server, token, "POST", f"/rollouts/{rollout_id}/{operation}")
     if as_json:
         print_json(answer)
     else:
@@ -291,32 +294,34 @@ def _operation(operation: str, rollout_id: int, server: str, as_json: bool) -> N
 
 @rollout_app.command("start")
 def rollout_start(
-    rollout_id: _Id, server: _Server = DEFAULT_SERVER, as_json: _Json = False
+    rollout_id: _Id, server: _Server = DEFAULT_SERVER, token: _Token = None, as_json: _Json = False
 ) -> None:
     """Start a created rollout: its first group is offered to devices."""
-    _operation("start", rollout_id, server, as_json)
+    _operation("start", rollout_id, server, token, as_json)
 
 
 @rollout_app.command("halt")
-def rollout_halt(rollout_id: _Id, server: _Server = DEFAULT_SERVER, as_json: _Json = False) -> None:
+def rollout_halt(
+    rollout_id: _Id, server: _Server = DEFAULT_SERVER, token: _Token = None, as_json: _Json = False
+) -> None:
     """Halt: no further device receives the release; devices already updating finish."""
-    _operation("halt", rollout_id, server, as_json)
+    _operation("halt", rollout_id, server, token, as_json)
 
 
 @rollout_app.command("resume")
 def rollout_resume(
-    rollout_id: _Id, server: _Server = DEFAULT_SERVER, as_json: _Json = False
+    rollout_id: _Id, server: _Server = DEFAULT_SERVER, token: _Token = None, as_json: _Json = False
 ) -> None:
     """Resume a halted rollout (failures so far are accepted) or start the next manual group."""
-    _operation("resume", rollout_id, server, as_json)
+    _operation("resume", rollout_id, server, token, as_json)
 
 
 @rollout_app.command("cancel")
 def rollout_cancel(
-    rollout_id: _Id, server: _Server = DEFAULT_SERVER, as_json: _Json = False
+    rollout_id: _Id, server: _Server = DEFAULT_SERVER, token: _Token = None, as_json: _Json = False
 ) -> None:
     """Cancel: scheduled devices are dropped, devices in progress are asked to stop."""
-    _operation("cancel", rollout_id, server, as_json)
+    _operation("cancel", rollout_id, server, token, as_json)
 
 
 @rollout_app.command("rollback")
@@ -327,10 +332,11 @@ def rollout_rollback(
         typer.Option(help="The release to go back to (default: the one most devices ran)."),
     ] = None,
     server: _Server = DEFAULT_SERVER,
+    token: _Token = None,
     as_json: _Json = False,
 ) -> None:
     """Cancel the rollout and start a new one to the previous release for the devices it reached."""
-    answer = _once(server, "POST", f"/rollouts/{rollout_id}/rollback", json={"to": to})
+    answer = _once(server, token, "POST", f"/rollouts/{rollout_id}/rollback", json={"to": to})
     if as_json:
         print_json(answer)
     else:
@@ -378,10 +384,11 @@ def rollout_status(
         float, typer.Option(min=0.2, help="Seconds between refreshes with --watch.")
     ] = 2.0,
     server: _Server = DEFAULT_SERVER,
+    token: _Token = None,
     as_json: _Json = False,
 ) -> None:
     """Per group: devices by state, success and error rates."""
-    with Api(server) as api:
+    with Api(server, token) as api:
         _status(api, rollout_id, watch, interval, as_json)
 
 

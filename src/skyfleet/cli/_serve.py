@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 from typing import Annotated
 
@@ -12,9 +13,11 @@ from skyfleet.cli._common import err, parse_duration
 from skyfleet.errors import InputError
 from skyfleet.server import ServerConfig, create_app
 from skyfleet.server._app import CONFIG_ENV, config_to_env
-from skyfleet.store import DEFAULT_URL, open_store
+from skyfleet.store import DEFAULT_URL, ensure_admin_token, open_store
 
-__all__ = ["serve"]
+__all__ = ["ADMIN_TOKEN_FILE", "serve"]
+
+ADMIN_TOKEN_FILE = "skyfleet-admin.token"
 
 
 def serve(
@@ -50,6 +53,13 @@ def serve(
     workers: Annotated[
         int, typer.Option(min=1, max=64, help="Server processes (PostgreSQL only).")
     ] = 1,
+    admin_token_file: Annotated[
+        Path | None,
+        typer.Option(
+            help="Where the first start writes an admin token "
+            "(default: skyfleet-admin.token beside the database)."
+        ),
+    ] = None,
     log_level: Annotated[
         str, typer.Option(help="uvicorn log level: warning, info, debug.")
     ] = "info",
@@ -57,7 +67,9 @@ def serve(
     """Run the server: operator API under /api/v1 (docs at /docs) and the device API.
 
     Devices speak hawkBit DDI at /{tenant}/controller/v1/{device-id}, so SWUpdate's suricatta
-    and other hawkBit clients work unchanged. Example:
+    and other hawkBit clients work unchanged. The operator API needs a token: the first start
+    writes an admin token to skyfleet-admin.token; make others with 'skyfleet token create'.
+    Example:
 
       skyfleet serve --port 8000 --database-url postgresql+psycopg://postgres@127.0.0.1/fleet
     """
@@ -76,7 +88,16 @@ def serve(
         gateway_token=gateway_token,
     )
     # Open (create or migrate) the store once here, so schema errors are one line and exit 2.
-    open_store(database_url, artifacts_dir=artifacts_dir).close()
+    db = open_store(database_url, artifacts_dir=artifacts_dir)
+    try:
+        token_file = admin_token_file or db.home / ADMIN_TOKEN_FILE
+        if ensure_admin_token(db, token_file, time.time(), actor="skyfleet serve"):
+            err.print(
+                f"created the first admin token in {token_file} (readable by you only); "
+                f"for the CLI: export SKYFLEET_TOKEN=$(cat {token_file})"
+            )
+    finally:
+        db.close()
     err.print(
         f"skyfleet serving on http://{host}:{port} (database {database_url.split('@')[-1]}); "
         f"API docs at http://{host}:{port}/docs"

@@ -14,7 +14,7 @@ import anyio.to_thread
 from fastapi import FastAPI
 
 from skyfleet import __version__, store
-from skyfleet.server import _ddi, _operator
+from skyfleet.server import _admin, _ddi, _operator
 from skyfleet.server._config import ServerConfig
 from skyfleet.server._errors import install_error_handlers
 from skyfleet.server._poll_path import BasePollShortPath
@@ -71,6 +71,7 @@ def create_app(
     install_error_handlers(app)
     app.add_middleware(BasePollShortPath)
     app.include_router(_operator.router)
+    app.include_router(_admin.router)
     app.include_router(_ddi.router)
     return app
 

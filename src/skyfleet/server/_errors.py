@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -17,10 +18,17 @@ from skyfleet.errors import (
     DeviceAuthError,
     DeviceError,
     FilterError,
+    ForbiddenError,
+    InputError,
+    KeyStoreError,
+    MetadataError,
     NotFoundError,
+    OperatorAuthError,
+    RateLimitError,
     ReleaseError,
     SkyfleetError,
     StoreError,
+    TooLargeError,
 )
 
 __all__ = ["error_response", "install_error_handlers"]
@@ -31,6 +39,13 @@ _STATUS: list[tuple[type[SkyfleetError], int]] = [
     (NotFoundError, 404),
     (ConflictError, 409),
     (DeviceAuthError, 401),
+    (OperatorAuthError, 401),
+    (ForbiddenError, 403),
+    (TooLargeError, 413),
+    (RateLimitError, 429),
+    (InputError, 400),
+    (MetadataError, 400),
+    (KeyStoreError, 503),
     (ArtifactError, 400),
     (FilterError, 400),
     (DeviceError, 400),
@@ -39,10 +54,21 @@ _STATUS: list[tuple[type[SkyfleetError], int]] = [
 ]
 
 
-def error_response(status: int, message: str) -> JSONResponse:
+def error_response(
+    status: int, message: str, headers: dict[str, str] | None = None
+) -> JSONResponse:
     """``{"error": message}`` with ``status`` (401: how to authenticate; 503: retry in 1 s)."""
-    headers = {401: {"WWW-Authenticate": "TargetToken"}, 503: {"Retry-After": "1"}}.get(status)
+    if headers is None:
+        headers = {401: {"WWW-Authenticate": "TargetToken"}, 503: {"Retry-After": "1"}}.get(status)
     return JSONResponse({"error": message}, status_code=status, headers=headers)
+
+
+def _headers(exc: SkyfleetError) -> dict[str, str] | None:
+    if isinstance(exc, OperatorAuthError):
+        return {"WWW-Authenticate": 'Bearer realm="skyfleet operator API"'}
+    if isinstance(exc, RateLimitError):
+        return {"Retry-After": str(max(1, math.ceil(exc.retry_after_s)))}
+    return None
 
 
 def _validation_message(exc: RequestValidationError) -> str:
@@ -65,7 +91,7 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(SkyfleetError)
     async def _skyfleet(_request: Request, exc: SkyfleetError) -> JSONResponse:
         status = next((code for cls, code in _STATUS if isinstance(exc, cls)), 400)
-        return error_response(status, str(exc))
+        return error_response(status, str(exc), _headers(exc))
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_request: Request, exc: RequestValidationError) -> JSONResponse:

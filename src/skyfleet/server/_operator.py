@@ -10,14 +10,13 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from skyfleet import __version__, store
 from skyfleet.rollout import GroupSpec
+from skyfleet.server._access import Op, Viewer
 from skyfleet.server._params import MAX_ID, Count, Hardware, Id, IdPath
 from skyfleet.server._runtime import Runtime
 
 __all__ = ["router"]
 
 router = APIRouter(prefix="/api/v1", tags=["operator"])
-
-OPERATOR = "operator"
 
 
 def _rt(request: Request) -> Runtime:
@@ -97,6 +96,7 @@ def health(request: Request) -> dict[str, Any]:
 @router.get("/devices", summary="List devices")
 def list_devices(
     request: Request,
+    who: Viewer,
     hw: str | None = None,
     kind: str | None = None,
     tag: str | None = None,
@@ -112,7 +112,7 @@ def list_devices(
 
 
 @router.post("/devices", status_code=201, summary="Register devices")
-def register_devices(request: Request, body: DevicesIn) -> dict[str, Any]:
+def register_devices(request: Request, who: Op, body: DevicesIn) -> dict[str, Any]:
     """Register devices; each joins the groups of running rollouts its filter matches."""
     rt = _rt(request)
     with rt.store.begin() as conn:
@@ -120,13 +120,13 @@ def register_devices(request: Request, body: DevicesIn) -> dict[str, Any]:
             conn,
             rt.clock(),
             [store.NewDevice(**d.model_dump()) for d in body.devices],
-            actor=OPERATOR,
+            actor=who.actor,
         )
     return {"devices": [{"id": i, "token": t} for i, t in issued]}
 
 
 @router.get("/devices/{device_id}", summary="One device")
-def get_device(request: Request, device_id: str) -> dict[str, Any]:
+def get_device(request: Request, who: Viewer, device_id: str) -> dict[str, Any]:
     """A device's fields, what it reported, and when it was last seen."""
     with _rt(request).store.read() as conn:
         return _public(store.get_device(conn, device_id))
@@ -135,6 +135,7 @@ def get_device(request: Request, device_id: str) -> dict[str, Any]:
 @router.post("/artifacts", status_code=201, summary="Upload an artifact (the body is the file)")
 async def upload_artifact(
     request: Request,
+    who: Op,
     filename: Annotated[str, Query(min_length=1, max_length=255)],
     sha256: Annotated[str | None, Query(pattern=r"^[0-9a-fA-F]{64}$")] = None,
 ) -> dict[str, Any]:
@@ -160,21 +161,24 @@ async def upload_artifact(
                 sha1=sha1,
                 md5=md5,
                 size=size,
-                actor=OPERATOR,
+                actor=who.actor,
             )
 
     return await run_in_threadpool(save)
 
 
 @router.get("/artifacts", summary="List artifacts")
-def list_artifacts(request: Request) -> dict[str, Any]:
+def list_artifacts(
+    request: Request,
+    who: Viewer,
+) -> dict[str, Any]:
     """Every uploaded artifact with its hashes and size."""
     with _rt(request).store.read() as conn:
         return {"artifacts": store.list_artifacts(conn)}
 
 
 @router.post("/releases", status_code=201, summary="Create a release")
-def create_release(request: Request, body: ReleaseIn) -> dict[str, Any]:
+def create_release(request: Request, who: Op, body: ReleaseIn) -> dict[str, Any]:
     """A version, notes, one artifact set per hardware generation, and compatibility rules."""
     rt = _rt(request)
     with rt.store.begin() as conn:
@@ -186,44 +190,50 @@ def create_release(request: Request, body: ReleaseIn) -> dict[str, Any]:
             artifact_sets=body.artifacts,
             generations=body.generations,
             min_installed_version=body.min_installed_version,
-            actor=OPERATOR,
+            actor=who.actor,
         )
 
 
 @router.get("/releases", summary="List releases")
-def list_releases(request: Request) -> dict[str, Any]:
+def list_releases(
+    request: Request,
+    who: Viewer,
+) -> dict[str, Any]:
     """Every release, oldest first."""
     with _rt(request).store.read() as conn:
         return {"releases": store.list_releases(conn)}
 
 
 @router.get("/releases/{version}", summary="One release")
-def get_release(request: Request, version: str) -> dict[str, Any]:
+def get_release(request: Request, who: Viewer, version: str) -> dict[str, Any]:
     """A release with its artifacts by hardware generation."""
     with _rt(request).store.read() as conn:
         return store.get_release(conn, version)
 
 
 @router.post("/rollouts", status_code=201, summary="Create a rollout")
-def create_rollout(request: Request, body: RolloutIn) -> dict[str, Any]:
+def create_rollout(request: Request, who: Op, body: RolloutIn) -> dict[str, Any]:
     """Assign every compatible device to its group; the rollout waits for ``start``."""
     rt = _rt(request)
     groups = [GroupSpec.parse(g.group, **g.model_dump(exclude={"group"})) for g in body.groups]
     with rt.store.begin() as conn:
         return store.create_rollout(
-            conn, rt.clock(), release=body.release, groups=groups, name=body.name, actor=OPERATOR
+            conn, rt.clock(), release=body.release, groups=groups, name=body.name, actor=who.actor
         )
 
 
 @router.get("/rollouts", summary="List rollouts")
-def list_rollouts(request: Request) -> dict[str, Any]:
+def list_rollouts(
+    request: Request,
+    who: Viewer,
+) -> dict[str, Any]:
     """Every rollout, newest first."""
     with _rt(request).store.read() as conn:
         return {"rollouts": store.list_rollouts(conn)}
 
 
 @router.get("/rollouts/{rollout_id}", summary="A rollout's status")
-def get_rollout(request: Request, rollout_id: IdPath) -> dict[str, Any]:
+def get_rollout(request: Request, who: Viewer, rollout_id: IdPath) -> dict[str, Any]:
     """Per group: counts by state, success and error rates, thresholds."""
     with _rt(request).store.read() as conn:
         return store.get_rollout(conn, rollout_id)
@@ -232,6 +242,7 @@ def get_rollout(request: Request, rollout_id: IdPath) -> dict[str, Any]:
 @router.get("/rollouts/{rollout_id}/actions", summary="A rollout's device actions")
 def list_actions(
     request: Request,
+    who: Viewer,
     rollout_id: IdPath,
     group: Annotated[int | None, Query(ge=1)] = None,
     state: Annotated[str | None, Query(pattern=r"^[a-z_]+$")] = None,
@@ -248,31 +259,33 @@ def list_actions(
 
 @router.post("/rollouts/{rollout_id}/rollback", status_code=201, summary="Roll back")
 def rollback(
-    request: Request, rollout_id: IdPath, body: RollbackIn | None = None
+    request: Request, who: Op, rollout_id: IdPath, body: RollbackIn | None = None
 ) -> dict[str, Any]:
     """Cancel the rollout and start a new one to the previous release for the devices it reached."""
     rt = _rt(request)
     with rt.store.begin() as conn:
         return store.rollback(
-            conn, rt.clock(), rollout_id, to_version=body.to if body else None, actor=OPERATOR
+            conn, rt.clock(), rollout_id, to_version=body.to if body else None, actor=who.actor
         )
 
 
 @router.post("/rollouts/{rollout_id}/{operation}", summary="Start, halt, resume or cancel")
 def operate(
     request: Request,
+    who: Op,
     rollout_id: IdPath,
     operation: Literal["start", "halt", "resume", "cancel"],
 ) -> dict[str, Any]:
     """Apply an operation the rollout's status allows (409 otherwise)."""
     rt = _rt(request)
     with rt.store.begin() as conn:
-        return store.operate(conn, rt.clock(), rollout_id, operation, actor=OPERATOR)
+        return store.operate(conn, rt.clock(), rollout_id, operation, actor=who.actor)
 
 
 @router.get("/audit", summary="The audit log")
 def audit(
     request: Request,
+    who: Viewer,
     rollout_id: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None,
     device_id: str | None = None,
     limit: Annotated[int, Query(ge=1, le=10_000)] = 100,

@@ -6,6 +6,16 @@ server decides when to commit. Schema changes are Alembic migrations under ``mig
 
 from __future__ import annotations
 
+from skyfleet.store._access import (
+    OPERATOR_ROLES,
+    Operator,
+    count_operators,
+    create_operator_token,
+    ensure_admin_token,
+    list_operator_tokens,
+    operator_for_token,
+    revoke_operator_token,
+)
 from skyfleet.store._audit import list_audit
 from skyfleet.store._catalog import (
     BlobWriter,
@@ -56,21 +66,26 @@ from skyfleet.store._rollouts import (
 
 __all__ = [
     "DEFAULT_URL",
+    "OPERATOR_ROLES",
     "UNKNOWN_HW",
     "BlobWriter",
     "NewDevice",
     "Offer",
+    "Operator",
     "PollView",
     "PollViewReader",
     "Store",
     "apply_feedback",
     "artifact_path",
     "check_filename",
+    "count_operators",
+    "create_operator_token",
     "create_release",
     "create_rollout",
     "deployment",
     "device_artifact",
     "device_auth",
+    "ensure_admin_token",
     "evaluate",
     "get_artifact",
     "get_device",
@@ -83,14 +98,17 @@ __all__ = [
     "list_artifacts",
     "list_audit",
     "list_devices",
+    "list_operator_tokens",
     "list_releases",
     "list_rollouts",
     "offered_action",
     "open_poll_reader",
     "open_store",
     "operate",
+    "operator_for_token",
     "poll_views",
     "register_devices",
+    "revoke_operator_token",
     "rollback",
     "save_artifact",
     "sweep",

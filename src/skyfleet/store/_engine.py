@@ -51,11 +51,16 @@ def _sqlite_setup(engine: Engine) -> None:
 
 
 class Store:
-    """A database and the folder that holds uploaded artifacts."""
+    """A database and the folder that holds uploaded artifacts.
 
-    def __init__(self, engine: Engine, artifacts_dir: Path) -> None:
+    ``home`` is where the server's other files go by default (signing keys, the first admin
+    token): the SQLite file's folder, or the current directory for a server database.
+    """
+
+    def __init__(self, engine: Engine, artifacts_dir: Path, home: Path | None = None) -> None:
         self.engine = engine
         self.artifacts_dir = artifacts_dir
+        self.home = home if home is not None else artifacts_dir.parent
 
     @property
     def dialect(self) -> str:
@@ -134,7 +139,7 @@ def open_store(
             )
     except (ArgumentError, ImportError) as exc:
         raise StoreError(f"cannot use database URL {url!r}: {exc}") from None
-    store = Store(engine, artifacts_dir or base / "skyfleet-artifacts")
+    store = Store(engine, artifacts_dir or base / "skyfleet-artifacts", base.resolve())
     try:
         current = store.revision()
         head = store.head()

@@ -11,6 +11,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
@@ -24,10 +25,12 @@ __all__ = [
     "audit",
     "devices",
     "metadata",
+    "operator_tokens",
     "release_artifacts",
     "releases",
     "rollout_groups",
     "rollouts",
+    "tuf_metadata",
 ]
 
 metadata = MetaData(
@@ -151,4 +154,28 @@ audit = Table(
     Column("detail", Text, nullable=False),
     Index(None, "rollout_id", "id"),
     Index(None, "device_id", "id"),
+)
+
+operator_tokens = Table(
+    "operator_tokens",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("role", String(16), nullable=False),
+    Column("token_hash", String(64), nullable=False, unique=True),
+    Column("created_at", Float, nullable=False),
+    Column("created_by", String(160), nullable=False),
+    Column("revoked_at", Float),
+)
+
+#: Signed TUF metadata as served, every version kept until pruned. ``repo`` is ``image``, or
+#: ``director`` (its root), or ``director/DEVICE-ID`` (a device's targets, snapshot, timestamp).
+tuf_metadata = Table(
+    "tuf_metadata",
+    metadata,
+    Column("repo", String(160), primary_key=True),
+    Column("role", String(16), primary_key=True),
+    Column("version", Integer, primary_key=True),
+    Column("expires", Float, nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("body", LargeBinary, nullable=False),
 )
