@@ -18,6 +18,7 @@ from skyfleet.cli._links import constellation_app, link, places_app
 from skyfleet.cli._rollouts import device_app, release_app, rollout_app
 from skyfleet.cli._serve import serve
 from skyfleet.cli._tokens import token_app
+from skyfleet.cli._trust import trust_app
 from skyfleet.errors import SkyfleetError
 
 __all__ = ["app", "main"]
@@ -61,6 +62,7 @@ app.add_typer(device_app, name="device")
 app.add_typer(release_app, name="release")
 app.add_typer(rollout_app, name="rollout")
 app.add_typer(token_app, name="token")
+app.add_typer(trust_app, name="trust")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -66,6 +66,16 @@ class Api:
 
     def request(self, method: str, path: str, **kwargs: Any) -> Any:
         """One call; the JSON answer, or :class:`ApiError` with the server's message."""
+        response = self.send(method, path, **kwargs)
+        return response.json() if response.content else None
+
+    def raw(self, path: str, **params: Any) -> bytes:
+        """GET the bytes of a document as served (signed metadata must stay byte for byte)."""
+        query = {k: v for k, v in params.items() if v is not None}
+        return self.send("GET", path, params=query).content
+
+    def send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        """One call; the response, or :class:`ApiError` with the server's message."""
         try:
             response = self.http.request(method, path, **kwargs)
         except httpx.TransportError as exc:
@@ -79,7 +89,7 @@ class Api:
             except ValueError:
                 message = response.text.strip()[:200] or response.reason_phrase
             raise ApiError(f"{message} (HTTP {response.status_code})")
-        return response.json() if response.content else None
+        return response
 
     def get(self, path: str, **params: Any) -> Any:
         """GET with query parameters (None values left out)."""

@@ -13,7 +13,7 @@ from skyfleet.cli._common import err, parse_duration
 from skyfleet.errors import InputError
 from skyfleet.server import ServerConfig, create_app
 from skyfleet.server._app import CONFIG_ENV, config_to_env
-from skyfleet.store import DEFAULT_URL, ensure_admin_token, open_store
+from skyfleet.store import DEFAULT_URL, ensure_admin_token, init_trust, open_store
 
 __all__ = ["ADMIN_TOKEN_FILE", "serve"]
 
@@ -53,6 +53,17 @@ def serve(
     workers: Annotated[
         int, typer.Option(min=1, max=64, help="Server processes (PostgreSQL only).")
     ] = 1,
+    keys_dir: Annotated[
+        Path | None,
+        typer.Option(help="Online signing keys (default: skyfleet-keys beside the database)."),
+    ] = None,
+    root_keys_dir: Annotated[
+        Path | None,
+        typer.Option(
+            help="Where a first start puts the root keys (default: skyfleet-root-keys beside "
+            "the database); take it offline."
+        ),
+    ] = None,
     admin_token_file: Annotated[
         Path | None,
         typer.Option(
@@ -86,6 +97,8 @@ def serve(
         tenant=tenant,
         poll_sleep_s=poll_s,
         gateway_token=gateway_token,
+        keys_dir=keys_dir,
+        root_keys_dir=root_keys_dir,
     )
     # Open (create or migrate) the store once here, so schema errors are one line and exit 2.
     db = open_store(database_url, artifacts_dir=artifacts_dir)
@@ -95,6 +108,15 @@ def serve(
             err.print(
                 f"created the first admin token in {token_file} (readable by you only); "
                 f"for the CLI: export SKYFLEET_TOKEN=$(cat {token_file})"
+            )
+        keys = keys_dir or db.home / "skyfleet-keys"
+        root_keys = root_keys_dir or db.home / "skyfleet-root-keys"
+        if init_trust(
+            db, time.time(), keys_dir=keys, root_keys_dir=root_keys, actor="skyfleet serve"
+        ):
+            err.print(
+                f"made the signing keys: online in {keys}, root keys in {root_keys}; "
+                "take the root keys offline ('skyfleet trust rotate-root' needs them)"
             )
     finally:
         db.close()

@@ -14,11 +14,12 @@ import anyio.to_thread
 from fastapi import FastAPI
 
 from skyfleet import __version__, store
-from skyfleet.server import _admin, _ddi, _operator
+from skyfleet.server import _admin, _ddi, _operator, _tuf
 from skyfleet.server._config import ServerConfig
 from skyfleet.server._errors import install_error_handlers
 from skyfleet.server._poll_path import BasePollShortPath
 from skyfleet.server._runtime import Runtime
+from skyfleet.server._signing import Signing
 
 __all__ = ["CONFIG_ENV", "app_from_env", "config_to_env", "create_app"]
 
@@ -48,9 +49,10 @@ def create_app(
             # One request thread per pooled connection: bursts wait for a thread, not for a new
             # database connection (which costs more than the request itself).
             anyio.to_thread.current_default_thread_limiter().total_tokens = config.pool_size
+            signing = await asyncio.to_thread(start_signing, config, opened, clock())
             polls = await store.open_poll_reader(opened)
             stack.push_async_callback(polls.close)
-            runtime = Runtime(config, opened, polls, clock)
+            runtime = Runtime(config, opened, polls, clock, signing)
             app.state.runtime = runtime
             stack.push_async_callback(runtime.polls.aclose)
             stack.push_async_callback(asyncio.to_thread, runtime.flush_seen)
@@ -72,23 +74,47 @@ def create_app(
     app.add_middleware(BasePollShortPath)
     app.include_router(_operator.router)
     app.include_router(_admin.router)
+    app.include_router(_tuf.router)  # before the DDI routes: its paths are longer
     app.include_router(_ddi.router)
     return app
+
+
+def start_signing(config: ServerConfig, db: store.Store, now_s: float) -> Signing:
+    """The signer for ``db``: keys and roots made first if the store has none (and the config
+    allows it), then the image repository brought up to date."""
+    keys_dir = config.keys_dir or db.home / "skyfleet-keys"
+    if config.init_trust:
+        store.init_trust(
+            db,
+            now_s,
+            keys_dir=keys_dir,
+            root_keys_dir=config.root_keys_dir or db.home / "skyfleet-root-keys",
+            lifetimes=config.lifetimes(),
+            actor="skyfleet serve",
+        )
+    signing = Signing(db, keys_dir, config.lifetimes())
+    signing.refresh_image(now_s)
+    return signing
 
 
 CONFIG_ENV = "SKYFLEET_SERVE_CONFIG"
 
 
+_PATHS = ("artifacts_dir", "keys_dir", "root_keys_dir")
+
+
 def config_to_env(config: ServerConfig) -> str:
     """The config as the JSON that :func:`app_from_env` reads (for ``serve --workers N``)."""
     data = {k: getattr(config, k) for k in config.__dataclass_fields__}
-    data["artifacts_dir"] = str(config.artifacts_dir) if config.artifacts_dir else None
+    for key in _PATHS:
+        data[key] = str(data[key]) if data[key] is not None else None
     return json.dumps(data)
 
 
 def app_from_env() -> FastAPI:
     """The app for one of several uvicorn worker processes; ``serve`` set the config for them."""
     data = json.loads(os.environ[CONFIG_ENV])
-    if data.get("artifacts_dir"):
-        data["artifacts_dir"] = Path(data["artifacts_dir"])
+    for key in _PATHS:
+        if data.get(key):
+            data[key] = Path(data[key])
     return create_app(ServerConfig(**data))

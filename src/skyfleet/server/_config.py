@@ -5,9 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from skyfleet.rollout import Lifetimes
 from skyfleet.store import DEFAULT_URL
 
 __all__ = ["ServerConfig"]
+
+_LIFETIMES = Lifetimes()  # Uptane's guidance: a year for roots, a day for the rest
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,6 +24,13 @@ class ServerConfig:
     devices timed out. ``touch_flush_s``: how often last-seen times are written (in one batch).
     ``pool_size``: database connections per server process, and as many request threads, so
     that a burst of requests queues for a thread instead of opening connections.
+
+    Signing: ``keys_dir`` holds the online keys (default ``skyfleet-keys`` beside the
+    database). With ``init_trust``, a store without roots gets keys and roots on start, the
+    root keys in ``root_keys_dir`` (default ``skyfleet-root-keys`` beside the database; take it
+    offline). ``*_expiry_s`` are the metadata lifetimes (root a year, the others a day, as
+    Uptane advises); the image repository is checked every ``trust_refresh_s`` and signed again
+    half-way to expiry.
     """
 
     database_url: str = DEFAULT_URL
@@ -33,3 +43,21 @@ class ServerConfig:
     touch_flush_s: float = 1.0
     max_upload_bytes: int = 4 << 30
     pool_size: int = 16
+    # --- signing (TUF / Uptane) ---
+    keys_dir: Path | None = None
+    root_keys_dir: Path | None = None
+    init_trust: bool = True
+    root_expiry_s: float = _LIFETIMES.root_s
+    targets_expiry_s: float = _LIFETIMES.targets_s
+    snapshot_expiry_s: float = _LIFETIMES.snapshot_s
+    timestamp_expiry_s: float = _LIFETIMES.timestamp_s
+    trust_refresh_s: float = 60.0
+
+    def lifetimes(self) -> Lifetimes:
+        """The metadata lifetimes these settings ask for."""
+        return Lifetimes(
+            root_s=self.root_expiry_s,
+            targets_s=self.targets_expiry_s,
+            snapshot_s=self.snapshot_expiry_s,
+            timestamp_s=self.timestamp_expiry_s,
+        )

@@ -181,10 +181,11 @@ def list_artifacts(
 def create_release(request: Request, who: Op, body: ReleaseIn) -> dict[str, Any]:
     """A version, notes, one artifact set per hardware generation, and compatibility rules."""
     rt = _rt(request)
+    now = rt.clock()
     with rt.store.begin() as conn:
-        return store.create_release(
+        release = store.create_release(
             conn,
-            rt.clock(),
+            now,
             version=body.version,
             notes=body.notes,
             artifact_sets=body.artifacts,
@@ -192,6 +193,8 @@ def create_release(request: Request, who: Op, body: ReleaseIn) -> dict[str, Any]
             min_installed_version=body.min_installed_version,
             actor=who.actor,
         )
+        rt.signing.refresh_image_in(conn, now)  # the release and its signature commit together
+    return release
 
 
 @router.get("/releases", summary="List releases")

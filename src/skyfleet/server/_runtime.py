@@ -12,6 +12,7 @@ from collections.abc import Callable
 from skyfleet import store
 from skyfleet.server._config import ServerConfig
 from skyfleet.server._polls import PollBatcher
+from skyfleet.server._signing import Signing
 
 __all__ = ["Runtime"]
 
@@ -27,10 +28,14 @@ class Runtime:
         db: store.Store,
         polls: store.PollViewReader,
         clock: Callable[[], float] = time.time,
+        signing: Signing | None = None,
     ) -> None:
         self.config = config
         self.store = db
         self.clock = clock
+        self.signing = signing or Signing(
+            db, config.keys_dir or db.home / "skyfleet-keys", config.lifetimes()
+        )
         self.polls = PollBatcher(polls)
         self._seen: dict[str, float] = {}
         self._seen_lock = threading.Lock()
@@ -67,10 +72,12 @@ class Runtime:
             store.sweep(conn, self.clock())
 
     async def background(self) -> None:
-        """Judge rollouts every ``sweep_interval_s`` (sooner when kicked) and flush last-seen."""
+        """Judge rollouts every ``sweep_interval_s`` (sooner when kicked), flush last-seen, and
+        keep the image repository's signatures fresh."""
         self._loop = asyncio.get_running_loop()
         self._wake = asyncio.Event()
         last_flush = 0.0
+        last_signed = time.monotonic()
         while True:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=self.config.sweep_interval_s)
@@ -80,6 +87,9 @@ class Runtime:
                 if time.monotonic() - last_flush >= self.config.touch_flush_s:
                     last_flush = time.monotonic()
                     await asyncio.to_thread(self.flush_seen)
+                if time.monotonic() - last_signed >= self.config.trust_refresh_s:
+                    last_signed = time.monotonic()
+                    await asyncio.to_thread(self.signing.refresh_image, self.clock())
             except asyncio.CancelledError:
                 raise
             except Exception:  # a database hiccup must not stop the judge

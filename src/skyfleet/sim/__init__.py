@@ -1,12 +1,15 @@
-"""Simulated devices that use the same public APIs a real device would (hawkBit DDI over HTTP).
+"""Simulated devices that use the same public APIs a real device would (hawkBit DDI over HTTP,
+TUF metadata verified with python-tuf's own client).
 
 For the demo, the tests and the benchmarks: a simulated device polls, downloads and checks its
-artifacts, reports every stage, and can be told to fail or go silent.
+artifacts, reports every stage, and can be told to fail or go silent; an :class:`UptaneDevice`
+verifies what the director assigned it against the image repository before it downloads.
 """
 
 from __future__ import annotations
 
 from skyfleet.sim._ddi_device import DdiDevice, Fault
 from skyfleet.sim._fleet import run_round, run_rounds
+from skyfleet.sim._uptane import TokenFetcher, UptaneDevice
 
-__all__ = ["DdiDevice", "Fault", "run_round", "run_rounds"]
+__all__ = ["DdiDevice", "Fault", "TokenFetcher", "UptaneDevice", "run_round", "run_rounds"]

@@ -54,6 +54,7 @@ from skyfleet.store._fleet import (
     update_reported,
 )
 from skyfleet.store._judge import evaluate, sweep
+from skyfleet.store._keys import generate_keys, init_trust, load_keys
 from skyfleet.store._polls import PollViewReader, open_poll_reader
 from skyfleet.store._rollouts import (
     create_rollout,
@@ -63,10 +64,24 @@ from skyfleet.store._rollouts import (
     operate,
     rollback,
 )
+from skyfleet.store._secrets import private_dir, read_private, write_private
+from skyfleet.store._trust import (
+    REPOS,
+    director_repo,
+    director_targets,
+    image_targets,
+    metadata,
+    publish,
+    refresh_repo,
+    repo_head,
+    root,
+    save_root,
+)
 
 __all__ = [
     "DEFAULT_URL",
     "OPERATOR_ROLES",
+    "REPOS",
     "UNKNOWN_HW",
     "BlobWriter",
     "NewDevice",
@@ -85,13 +100,18 @@ __all__ = [
     "deployment",
     "device_artifact",
     "device_auth",
+    "director_repo",
+    "director_targets",
     "ensure_admin_token",
     "evaluate",
+    "generate_keys",
     "get_artifact",
     "get_device",
     "get_release",
     "get_rollout",
     "hash_token",
+    "image_targets",
+    "init_trust",
     "installed_action",
     "iter_file",
     "list_actions",
@@ -101,19 +121,29 @@ __all__ = [
     "list_operator_tokens",
     "list_releases",
     "list_rollouts",
+    "load_keys",
+    "metadata",
     "offered_action",
     "open_poll_reader",
     "open_store",
     "operate",
     "operator_for_token",
     "poll_views",
+    "private_dir",
+    "publish",
+    "read_private",
+    "refresh_repo",
     "register_devices",
+    "repo_head",
     "revoke_operator_token",
     "rollback",
+    "root",
     "save_artifact",
+    "save_root",
     "sweep",
     "token_matches",
     "touch_devices",
     "update_reported",
     "write_blob",
+    "write_private",
 ]

@@ -119,7 +119,9 @@ def open_store(
     """Open (and by default create or upgrade) the store at ``url``.
 
     ``artifacts_dir`` defaults to ``skyfleet-artifacts`` beside an SQLite file, or in the
-    current directory for a server database. A database whose schema is newer than this
+    current directory for a server database. The store's ``home`` (signing keys, the first
+    admin token) is the SQLite file's folder, or for a server database the folder that holds
+    ``artifacts_dir`` (the current directory by default). A database whose schema is newer than this
     skyfleet is refused rather than touched.
     """
     try:
@@ -139,6 +141,8 @@ def open_store(
             )
     except (ArgumentError, ImportError) as exc:
         raise StoreError(f"cannot use database URL {url!r}: {exc}") from None
+    if artifacts_dir is not None and not url.startswith("sqlite"):
+        base = artifacts_dir.parent  # a server database: its files go beside the artifacts
     store = Store(engine, artifacts_dir or base / "skyfleet-artifacts", base.resolve())
     try:
         current = store.revision()
