@@ -11,10 +11,13 @@ import json
 import os
 import platform
 import resource
+import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
 MIB = 1024.0  # ru_maxrss is in KiB on Linux
+HERE = Path(__file__).resolve().parent
 
 
 def machine() -> dict[str, Any]:
@@ -76,3 +79,20 @@ def fmt_s(seconds: float) -> str:
     if seconds >= 100.0:
         return f"{seconds:,.0f} s ({seconds / 60.0:.1f} min)"
     return f"{seconds:.1f} s" if seconds >= 10 else f"{seconds:.2f} s"
+
+
+def source() -> dict[str, Any]:
+    """The commit measured, and the source files that differ from it (read-only git calls)."""
+    env = {**os.environ, "GIT_OPTIONAL_LOCKS": "0"}
+
+    def git(*cmd: str) -> str:
+        done = subprocess.run(
+            ["git", *cmd], cwd=HERE.parent, env=env, capture_output=True, text=True, check=False
+        )
+        return done.stdout.rstrip() if done.returncode == 0 else ""
+
+    changed = git("status", "--porcelain", "--untracked-files=no", "--", "src").splitlines()
+    return {
+        "commit": git("rev-parse", "--short", "HEAD").strip(),
+        "changed": [c[3:] for c in changed],
+    }

@@ -49,7 +49,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
-from _bench import emit, fmt_s, machine
+from _bench import emit, fmt_s, machine, source
 
 HERE = Path(__file__).resolve().parent
 TARGET_RATE = 3400.0
@@ -166,6 +166,26 @@ def register(url: str, n: int, artifacts_dir: Path) -> float:
     return time.perf_counter() - t0
 
 
+BENCH_TOKEN = "sfo_bench-operator-token-0123456789"
+
+
+def operator_token(url: str, artifacts_dir: Path) -> None:
+    """Give the store the operator token :func:`api` sends (once; a reused store has it)."""
+    from skyfleet import store
+    from skyfleet.errors import ConflictError
+
+    st = store.open_store(url, artifacts_dir=artifacts_dir)
+    try:
+        with st.begin() as conn:
+            store.create_operator_token(
+                conn, time.time(), name="bench", role="operator", actor="bench", token=BENCH_TOKEN
+            )
+    except ConflictError:
+        pass
+    finally:
+        st.close()
+
+
 def count_devices(url: str) -> int:
     from sqlalchemy import create_engine, text
 
@@ -221,6 +241,7 @@ def api(port: int, method: str, path: str, body: Any = None, timeout: float = 30
     """Call the server; ``body`` is JSON, or bytes sent as they are."""
     data = body if isinstance(body, bytes) or body is None else json.dumps(body).encode()
     req = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=data, method=method)
+    req.add_header("Authorization", f"Bearer {BENCH_TOKEN}")
     if data is not None and not isinstance(body, bytes):
         req.add_header("Content-Type", "application/json")
     try:
@@ -890,6 +911,7 @@ def bench_db(db: str, args: argparse.Namespace, workdir: Path) -> dict[str, Any]
     out["registration_s"] = (
         None if reused else round(register(url, args.devices, workdir / "artifacts"), 1)
     )
+    operator_token(url, workdir / "artifacts")
     server = start_server(
         f"skyfleet-{db}", skyfleet_cmd(url, workdir, out["workers"]), workdir, out["workers"]
     )
@@ -1030,23 +1052,6 @@ def report(
                 f"{bad} errors; saturation {r['saturation']['achieved_per_s']:,.0f}/s)"
             )
     return lines
-
-
-def source() -> dict[str, Any]:
-    """The commit measured, and the source files that differ from it (read-only git calls)."""
-    env = {**os.environ, "GIT_OPTIONAL_LOCKS": "0"}
-
-    def git(*cmd: str) -> str:
-        done = subprocess.run(
-            ["git", *cmd], cwd=HERE.parent, env=env, capture_output=True, text=True, check=False
-        )
-        return done.stdout.rstrip() if done.returncode == 0 else ""
-
-    changed = git("status", "--porcelain", "--untracked-files=no", "--", "src").splitlines()
-    return {
-        "commit": git("rev-parse", "--short", "HEAD").strip(),
-        "changed": [c[3:] for c in changed],
-    }
 
 
 def main(argv: list[str] | None = None) -> int:

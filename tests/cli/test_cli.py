@@ -9,9 +9,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from tests.cli._run import run
 
 from skyfleet import __version__
-from skyfleet.cli import main
 
 LINK = [
     "link",
@@ -24,15 +24,6 @@ LINK = [
     "-c",
     "starlink-s1",
 ]
-
-
-def run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    try:
-        code = main(argv)
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    got = capsys.readouterr()
-    return code, got.out, got.err
 
 
 def test_installed_command_prints_its_version() -> None:

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import httpx
 import pytest
+from tests.cli._run import run
 
 from conftest import ADMIN, ADMIN_TOKEN
-from skyfleet.cli import main
 
 pytestmark = pytest.mark.usefixtures("server")
 
@@ -17,15 +17,6 @@ pytestmark = pytest.mark.usefixtures("server")
 @pytest.fixture(autouse=True)
 def _admin_token(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SKYFLEET_TOKEN", ADMIN_TOKEN)
-
-
-def run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    try:
-        code = main(argv)
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    got = capsys.readouterr()
-    return code, got.out, got.err
 
 
 @pytest.fixture

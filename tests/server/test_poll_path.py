@@ -15,7 +15,7 @@ import pytest
 from starlette.routing import Route
 from tests.server._fleet import Car, register_cars, release, rollout
 
-from conftest import ADMIN, LiveServer
+from conftest import ADMIN, LiveServer, _reset_pg
 from skyfleet import store
 from skyfleet.errors import DeviceError, StoreError
 from skyfleet.server import ServerConfig, create_app
@@ -171,6 +171,7 @@ def test_a_poll_the_short_path_does_not_take_gets_the_routes_validation(
 def test_polls_get_503_while_the_database_is_gone_and_200_once_it_is_back(
     pg_database: str, tmp_path: Path
 ) -> None:
+    _reset_pg(pg_database)  # a store of its own: roots left by another test name other keys
     db = store.open_store(pg_database, artifacts_dir=tmp_path / "artifacts")
     try:
         with db.begin() as conn:

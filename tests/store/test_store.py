@@ -25,6 +25,7 @@ from skyfleet.errors import (
     NotFoundError,
     ReleaseError,
     StoreError,
+    TooLargeError,
 )
 from skyfleet.rollout import GroupSpec, assign_group
 from skyfleet.store import (
@@ -642,7 +643,7 @@ def test_write_blob_with_a_wrong_sha256_leaves_no_file(tmp_path: Path) -> None:
 
 def test_write_blob_over_the_size_limit_leaves_no_file(tmp_path: Path) -> None:
     folder = tmp_path / "blobs"
-    with pytest.raises(ArtifactError, match="limit of 10 bytes"):
+    with pytest.raises(TooLargeError, match="limit of 10 bytes"):
         write_blob(folder, [b"123456", b"7890", b"x"], max_bytes=10)
     assert _files(folder) == []
 

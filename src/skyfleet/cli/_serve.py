@@ -13,6 +13,7 @@ from skyfleet.cli._common import err, parse_duration
 from skyfleet.errors import InputError
 from skyfleet.server import ServerConfig, create_app
 from skyfleet.server._app import CONFIG_ENV, config_to_env
+from skyfleet.server._signing import check_keys
 from skyfleet.store import DEFAULT_URL, ensure_admin_token, init_trust, open_store
 
 __all__ = ["ADMIN_TOKEN_FILE", "serve"]
@@ -103,12 +104,6 @@ def serve(
     # Open (create or migrate) the store once here, so schema errors are one line and exit 2.
     db = open_store(database_url, artifacts_dir=artifacts_dir)
     try:
-        token_file = admin_token_file or db.home / ADMIN_TOKEN_FILE
-        if ensure_admin_token(db, token_file, time.time(), actor="skyfleet serve"):
-            err.print(
-                f"created the first admin token in {token_file} (readable by you only); "
-                f"for the CLI: export SKYFLEET_TOKEN=$(cat {token_file})"
-            )
         keys = keys_dir or db.home / "skyfleet-keys"
         root_keys = root_keys_dir or db.home / "skyfleet-root-keys"
         if init_trust(
@@ -116,7 +111,16 @@ def serve(
         ):
             err.print(
                 f"made the signing keys: online in {keys}, root keys in {root_keys}; "
-                "take the root keys offline ('skyfleet trust rotate-root' needs them)"
+                "take the root keys offline ('skyfleet trust rotate-root' needs them)",
+                soft_wrap=True,
+            )
+        check_keys(db, keys)  # a key folder that cannot sign: one line now, not a traceback later
+        token_file = admin_token_file or db.home / ADMIN_TOKEN_FILE
+        if ensure_admin_token(db, token_file, time.time(), actor="skyfleet serve"):
+            err.print(
+                f"created the first admin token in {token_file} (readable by you only); "
+                f"for the CLI: export SKYFLEET_TOKEN=$(cat {token_file})",
+                soft_wrap=True,
             )
     finally:
         db.close()

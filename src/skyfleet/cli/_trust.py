@@ -97,7 +97,8 @@ def trust_init(
         )
     out.print(
         f"signing keys made: online in {keys or db.home / 'skyfleet-keys'}, root keys in "
-        f"{root_keys or db.home / 'skyfleet-root-keys'} (take that folder offline)"
+        f"{root_keys or db.home / 'skyfleet-root-keys'} (take that folder offline)",
+        soft_wrap=True,
     )
 
 

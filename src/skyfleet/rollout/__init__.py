@@ -65,7 +65,7 @@ from skyfleet.rollout._signing import (
     sign_root,
 )
 from skyfleet.rollout._uptane import verify_assignment
-from skyfleet.rollout._versions import is_valid_version, same_line, version_key
+from skyfleet.rollout._versions import is_valid_hardware, is_valid_version, same_line, version_key
 
 __all__ = [
     "DEVICE_KINDS",
@@ -97,6 +97,7 @@ __all__ = [
     "feedback_target",
     "generate_key",
     "is_compatible",
+    "is_valid_hardware",
     "is_valid_version",
     "judge_group",
     "load_signer",

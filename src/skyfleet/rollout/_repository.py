@@ -1,10 +1,10 @@
 """The online roles of a TUF repository: which to sign again, and signing them.
 
 A repository's *head* is its newest targets, snapshot and timestamp. :func:`refresh` compares it
-with the targets the repository should list now and with the clock, and returns the metadata to
-publish: new targets when the list changed or is close to expiring; a new snapshot when the
-targets changed or it is close to expiring; a new timestamp whenever anything below it changed or
-it is close to expiring. Snapshot and timestamp name the exact version, length and SHA-256 of
+with the targets the repository should list now, with the clock and with the keys in use, and
+returns the metadata to publish: new targets when the list changed, it is close to expiring or
+its keys were rotated; a new snapshot when the targets changed or likewise; a new timestamp
+whenever anything below it changed or likewise. Snapshot and timestamp name the exact version, length and SHA-256 of
 what they vouch for, so a client refuses mixed-and-matched files and reads no more bytes than
 the length says (the endless-data attack).
 
@@ -111,9 +111,18 @@ def _meta_file(version: int, body: bytes) -> MetaFile:
     return MetaFile(version, len(body), {"sha256": hashlib.sha256(body).hexdigest()})
 
 
-def _due(md: Metadata[Any], now_s: float, lifetime_s: float, renew_fraction: float) -> bool:
+def _due(
+    md: Metadata[Any],
+    now_s: float,
+    lifetime_s: float,
+    renew_fraction: float,
+    signers: Sequence[Signer],
+) -> bool:
+    """Whether ``md`` must be signed again: close to expiring, or signed by other keys than
+    ``signers`` (the keys were rotated)."""
     remaining_s: float = md.signed.expires.timestamp() - now_s
-    return remaining_s < renew_fraction * lifetime_s
+    keyids = {s.public_key.keyid for s in signers}
+    return remaining_s < renew_fraction * lifetime_s or set(md.signatures) != keyids
 
 
 def _sign(md: Metadata[Any], signers: Sequence[Signer]) -> bytes:
@@ -133,9 +142,10 @@ def refresh(
     now_s: float,
     lifetimes: Lifetimes,
 ) -> list[Published]:
-    """What to publish so that the repository lists exactly ``targets`` and nothing is close
-    to expiring at ``now_s``: new targets, snapshot and timestamp as needed (in that order), or
-    nothing. ``signers`` holds, per online role, the keys to sign with (enough for its
+    """What to publish so that the repository lists exactly ``targets``, nothing is close
+    to expiring at ``now_s`` and everything is signed by ``signers`` (after a key rotation, the
+    retired keys' signatures are replaced): new targets, snapshot and timestamp as needed (in
+    that order), or nothing. ``signers`` holds, per online role, the keys to sign with (enough for its
     threshold). Versions go up by one from the head's."""
     published: list[Published] = []
     renew = lifetimes.renew_fraction
@@ -149,7 +159,7 @@ def refresh(
         current_targets is None
         or not isinstance(current_targets.signed, Targets)
         or current_targets.signed.targets != dict(targets)
-        or _due(current_targets, now_s, lifetimes.targets_s, renew)
+        or _due(current_targets, now_s, lifetimes.targets_s, renew, signers.get("targets", ()))
     ):
         targets_version += 1
         expires = float(int(now_s + lifetimes.targets_s))
@@ -163,7 +173,7 @@ def refresh(
     if (
         published
         or current_snapshot is None
-        or _due(current_snapshot, now_s, lifetimes.snapshot_s, renew)
+        or _due(current_snapshot, now_s, lifetimes.snapshot_s, renew, signers.get("snapshot", ()))
     ):
         snapshot_version += 1
         expires = float(int(now_s + lifetimes.snapshot_s))
@@ -176,7 +186,9 @@ def refresh(
     if (
         published
         or current_timestamp is None
-        or _due(current_timestamp, now_s, lifetimes.timestamp_s, renew)
+        or _due(
+            current_timestamp, now_s, lifetimes.timestamp_s, renew, signers.get("timestamp", ())
+        )
     ):
         version = (current_timestamp.signed.version if current_timestamp else 0) + 1
         expires = float(int(now_s + lifetimes.timestamp_s))

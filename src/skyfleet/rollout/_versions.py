@@ -11,11 +11,24 @@ import re
 
 from skyfleet.errors import ReleaseError
 
-__all__ = ["is_valid_version", "same_line", "version_key"]
+__all__ = ["is_valid_hardware", "is_valid_version", "same_line", "version_key"]
 
 _VERSION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+~-]{0,127}$")
 _PREFIX_RE = re.compile(r"^([A-Za-z][A-Za-z_-]*?)[-_]?(?=\d)")
 _PART_RE = re.compile(r"\d+|[A-Za-z]+")
+
+
+_HARDWARE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+~-]{0,31}$")
+
+
+def is_valid_hardware(hw: str) -> bool:
+    """Whether ``hw`` is a usable hardware generation (1-32 chars of ``[A-Za-z0-9._+~-]``, the
+    first a letter or digit): it is one segment of a signed target path.
+
+    >>> is_valid_hardware("hw4"), is_valid_hardware("../x"), is_valid_hardware("hw 3")
+    (True, False, False)
+    """
+    return bool(_HARDWARE_RE.fullmatch(hw))
 
 
 def is_valid_version(version: str) -> bool:

@@ -17,6 +17,7 @@ from skyfleet import __version__, store
 from skyfleet.server import _admin, _ddi, _operator, _tuf
 from skyfleet.server._config import ServerConfig
 from skyfleet.server._errors import install_error_handlers
+from skyfleet.server._limits import BodyLimit, DeviceRateLimit
 from skyfleet.server._poll_path import BasePollShortPath
 from skyfleet.server._runtime import Runtime
 from skyfleet.server._signing import Signing
@@ -72,6 +73,22 @@ def create_app(
     )
     install_error_handlers(app)
     app.add_middleware(BasePollShortPath)
+    # Added after the short path, so outside it: base polls are rate-limited too.
+    app.add_middleware(
+        BodyLimit,
+        max_body_bytes=config.max_body_bytes,
+        by_prefix=[
+            ("/api/v1/artifacts", config.max_upload_bytes, "max_upload_bytes"),
+            ("/api/", config.max_operator_body_bytes, "max_operator_body_bytes"),
+        ],
+    )
+    app.add_middleware(
+        DeviceRateLimit,
+        rate_per_s=config.device_rate_per_s,
+        burst=config.device_burst,
+        auth_fail_rate_per_s=config.auth_fail_rate_per_s,
+        auth_fail_burst=config.auth_fail_burst,
+    )
     app.include_router(_operator.router)
     app.include_router(_admin.router)
     app.include_router(_tuf.router)  # before the DDI routes: its paths are longer

@@ -25,6 +25,18 @@ class ServerConfig:
     ``pool_size``: database connections per server process, and as many request threads, so
     that a burst of requests queues for a thread instead of opening connections.
 
+    Limits (per server process; with ``--workers N`` each process has its own): a device may send
+    ``device_burst`` requests at once, then ``device_rate_per_s`` a second (the defaults, 60 and
+    1/s, never bother a device that polls every few minutes, fetches an update and resumes its
+    download with HTTP Range a few times; a device in a loop gets 429 with ``Retry-After``).
+    Requests that fail device authentication (401) are charged to the client's IP address
+    instead: ``auth_fail_burst`` at once, then ``auth_fail_rate_per_s`` a second, so that
+    nobody can use up a device's rate by knowing its id and guessing tokens is slow (every
+    device behind that address waits too). A rate of 0 turns that limit off. Request bodies
+    (bytes): artifact uploads up to ``max_upload_bytes``, other operator API bodies up to
+    ``max_operator_body_bytes`` (enough to register about 100,000 devices at once), anything
+    else (device feedback, configData) up to ``max_body_bytes``; larger ones get 413.
+
     Signing: ``keys_dir`` holds the online keys (default ``skyfleet-keys`` beside the
     database). With ``init_trust``, a store without roots gets keys and roots on start, the
     root keys in ``root_keys_dir`` (default ``skyfleet-root-keys`` beside the database; take it
@@ -43,6 +55,13 @@ class ServerConfig:
     touch_flush_s: float = 1.0
     max_upload_bytes: int = 4 << 30
     pool_size: int = 16
+    # --- limits ---
+    device_rate_per_s: float = 1.0
+    device_burst: int = 60
+    auth_fail_rate_per_s: float = 0.5
+    auth_fail_burst: int = 30
+    max_body_bytes: int = 1 << 20
+    max_operator_body_bytes: int = 32 << 20
     # --- signing (TUF / Uptane) ---
     keys_dir: Path | None = None
     root_keys_dir: Path | None = None

@@ -14,20 +14,32 @@ import hmac
 import json
 import random
 from collections.abc import Callable, Coroutine
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Path, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse
 from fastapi.routing import APIRoute
-from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import Connection
 from sqlalchemy.exc import IntegrityError
 from starlette.types import Scope
 
 from skyfleet import store
 from skyfleet.errors import ConflictError, DeviceAuthError, NotFoundError
-from skyfleet.server._params import IdPath
+from skyfleet.server._ddi_wire import (
+    ACCEPTED,
+    DEVICE_ERRORS,
+    DOWNLOAD,
+    CancelAnswer,
+    ConfigData,
+    DeploymentAnswer,
+    Feedback,
+    FeedbackStatus,
+    PollAnswer,
+)
+from skyfleet.server._errors import error_responses
+from skyfleet.server._limits import mark_device
+from skyfleet.server._params import ActionIdPath, IdPath
 from skyfleet.server._runtime import Runtime
 
 __all__ = ["router"]
@@ -57,7 +69,9 @@ class _LenientJsonRoute(APIRoute):
         return lenient
 
 
-router = APIRouter(tags=["device (hawkBit DDI)"], route_class=_LenientJsonRoute)
+router = APIRouter(
+    tags=["device (hawkBit DDI)"], route_class=_LenientJsonRoute, responses=DEVICE_ERRORS
+)
 
 CONTROLLER_ID = r"[^/\\\s\x00-\x1f\x7f]{1,128}"  # no slashes, spaces or control characters
 ControllerId = Path(pattern=f"^{CONTROLLER_ID}$", description="the device id")
@@ -67,44 +81,6 @@ def runtime(request: Request) -> Runtime:
     """The server's shared state."""
     rt: Runtime = request.app.state.runtime
     return rt
-
-
-class _Result(BaseModel):
-    model_config = ConfigDict(extra="allow")
-    finished: Literal["success", "failure", "none"] = "none"
-
-
-class _Status(BaseModel):
-    model_config = ConfigDict(extra="allow")
-    execution: Literal[
-        "closed",
-        "proceeding",
-        "canceled",
-        "scheduled",
-        "rejected",
-        "resumed",
-        "downloaded",
-        "download",
-    ]
-    result: _Result = Field(default_factory=_Result)
-    details: list[str] = Field(default_factory=list)
-
-
-class Feedback(BaseModel):
-    """A DDI action feedback."""
-
-    model_config = ConfigDict(extra="allow")
-    id: str | int | None = None  # suricatta sends the action id as a number
-    time: str | None = None
-    status: _Status
-
-
-class ConfigData(BaseModel):
-    """DDI ``configData``: attributes the device reports (``mode``: merge, replace or remove)."""
-
-    model_config = ConfigDict(extra="allow")
-    mode: Literal["merge", "replace", "remove"] = "merge"
-    data: dict[str, Any] = Field(default_factory=dict)
 
 
 def _sleep_text(seconds: float) -> str:
@@ -181,6 +157,7 @@ def _device(
     if device is None:
         _register_unknown(rt, controller_id)
         device = {"last_seen": None, "hw": store.UNKNOWN_HW}
+    mark_device(request.scope)
     return device
 
 
@@ -254,7 +231,9 @@ async def poll_answer(
     "/{tenant}/controller/v1/{controller_id}",
     summary="Base poll",
     response_model=None,
-    responses={200: {"description": "`config.polling.sleep` and the `_links` to follow"}},
+    responses={
+        200: {"model": PollAnswer, "description": "`config.polling.sleep` and the `_links`"}
+    },
 )
 async def poll(
     request: Request,
@@ -269,9 +248,9 @@ async def poll(
     route documents them and answers the rest.
     """
     base = device_base(request.scope, tenant, controller_id)
-    return JSONResponse(
-        await poll_answer(runtime(request), tenant, controller_id, authorization, base)
-    )
+    body = await poll_answer(runtime(request), tenant, controller_id, authorization, base)
+    mark_device(request.scope)
+    return JSONResponse(body)
 
 
 def _deployment_body(
@@ -313,12 +292,14 @@ def _deployment_body(
 @router.get(
     "/{tenant}/controller/v1/{controller_id}/deploymentBase/{action_id}",
     summary="The deployment of an action",
+    response_model=None,
+    responses={200: {"model": DeploymentAnswer, "description": "What to download and install"}},
 )
 def deployment_base(
     request: Request,
     tenant: str,
     controller_id: str,
-    action_id: IdPath,
+    action_id: ActionIdPath,
     device: Device,
 ) -> dict[str, Any]:
     """The release's chunks and artifacts (hashes, sizes, download links) for this device."""
@@ -331,12 +312,14 @@ def deployment_base(
 @router.get(
     "/{tenant}/controller/v1/{controller_id}/installedBase/{action_id}",
     summary="The last installed deployment",
+    response_model=None,
+    responses={200: {"model": DeploymentAnswer, "description": "What the device runs"}},
 )
 def installed_base(
     request: Request,
     tenant: str,
     controller_id: str,
-    action_id: IdPath,
+    action_id: ActionIdPath,
     device: Device,
 ) -> dict[str, Any]:
     """The deployment the device confirmed most recently."""
@@ -367,12 +350,14 @@ def _feedback(rt: Runtime, controller_id: str, action_id: int, fb: Feedback) -> 
 @router.post(
     "/{tenant}/controller/v1/{controller_id}/deploymentBase/{action_id}/feedback",
     summary="Report progress on an action",
+    response_class=Response,
+    responses={**ACCEPTED, **error_responses(400, 409, 413)},
 )
 def deployment_feedback(
     request: Request,
     tenant: str,
     controller_id: str,
-    action_id: IdPath,
+    action_id: ActionIdPath,
     feedback: Feedback,
     device: Device,
 ) -> Response:
@@ -383,12 +368,14 @@ def deployment_feedback(
 @router.get(
     "/{tenant}/controller/v1/{controller_id}/cancelAction/{action_id}",
     summary="An action the server is cancelling",
+    response_model=None,
+    responses={200: {"model": CancelAnswer, "description": "The action to stop"}},
 )
 def cancel_action(
     request: Request,
     tenant: str,
     controller_id: str,
-    action_id: IdPath,
+    action_id: ActionIdPath,
     device: Device,
 ) -> dict[str, Any]:
     """The DDI cancel request: stop working on ``stopId``."""
@@ -405,25 +392,32 @@ def cancel_action(
 @router.post(
     "/{tenant}/controller/v1/{controller_id}/cancelAction/{action_id}/feedback",
     summary="Answer a cancel request",
+    response_class=Response,
+    responses={**ACCEPTED, **error_responses(400, 409, 413)},
 )
 def cancel_feedback(
     request: Request,
     tenant: str,
     controller_id: str,
-    action_id: IdPath,
+    action_id: ActionIdPath,
     feedback: Feedback,
     device: Device,
 ) -> Response:
     """``closed``/``success`` (or ``canceled``) confirms the cancel; ``rejected`` refuses it."""
     status = feedback.status
     if status.execution == "closed" and status.result.finished == "success":
-        status = _Status(execution="canceled", details=status.details)
+        status = FeedbackStatus(execution="canceled", details=status.details)
     elif status.execution == "rejected" or status.result.finished == "failure":
         return Response(status_code=200)  # the device carries on; the action stays cancelling
     return _feedback(runtime(request), controller_id, action_id, Feedback(status=status))
 
 
-@router.put("/{tenant}/controller/v1/{controller_id}/configData", summary="Report attributes")
+@router.put(
+    "/{tenant}/controller/v1/{controller_id}/configData",
+    summary="Report attributes",
+    response_class=Response,
+    responses={**ACCEPTED, **error_responses(400, 413)},
+)
 def config_data(
     request: Request,
     tenant: str,
@@ -457,12 +451,21 @@ _ARTIFACT = (
 )
 
 
-@router.head(_ARTIFACT, operation_id="artifact_head", summary="Artifact size", response_model=None)
+@router.head(
+    _ARTIFACT,
+    operation_id="artifact_head",
+    summary="Artifact size",
+    response_class=Response,
+    response_model=None,
+    responses=DOWNLOAD,
+)
 @router.get(
     _ARTIFACT,
     operation_id="artifact_download",
     summary="Download an artifact (HTTP Range supported)",
+    response_class=Response,
     response_model=None,
+    responses=DOWNLOAD,
 )
 def download(
     request: Request,

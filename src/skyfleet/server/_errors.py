@@ -1,14 +1,23 @@
-"""Every error the server returns is a 4xx/5xx with a JSON body ``{"error": "what was wrong"}``."""
+"""Every error the server returns is a 4xx/5xx with a JSON body ``{"error": "what was wrong"}``.
+
+The handlers here turn skyfleet's exceptions, validation errors, and database trouble into that
+body; :class:`Error` is its schema, and :func:`error_responses` is how a route declares in the
+OpenAPI document which of these errors it can answer with, so that a client generated from the
+document (and the fuzz test that holds the server to it) knows every status code it may see.
+500 is never declared: it is a bug, logged with its traceback, and the fuzz test fails on it.
+"""
 
 from __future__ import annotations
 
 import json
 import logging
 import math
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.exc import DataError, IntegrityError, OperationalError
 from starlette.exceptions import HTTPException
 
@@ -31,7 +40,13 @@ from skyfleet.errors import (
     TooLargeError,
 )
 
-__all__ = ["error_response", "install_error_handlers"]
+__all__ = [
+    "Error",
+    "error_response",
+    "error_responses",
+    "exception_response",
+    "install_error_handlers",
+]
 
 log = logging.getLogger("skyfleet.server")
 
@@ -54,6 +69,62 @@ _STATUS: list[tuple[type[SkyfleetError], int]] = [
 ]
 
 
+class Error(BaseModel):
+    """The body of every error response."""
+
+    model_config = ConfigDict(extra="forbid")
+    error: str = Field(
+        description="What was wrong, and how to fix it: one line for a person to read.",
+        examples=["no rollout 7; list them with 'skyfleet rollout list'"],
+    )
+
+
+_RETRY_AFTER = {
+    "Retry-After": {"description": "Seconds to wait before retrying", "schema": {"type": "integer"}}
+}
+
+#: What each error status means in this API, and the headers that come with it.
+_DOCUMENTED: dict[int, tuple[str, dict[str, Any]]] = {
+    400: ("The request cannot be used: a body that is not JSON, or a value the server refuses", {}),
+    401: (
+        "No valid token: WWW-Authenticate says which kind to send",
+        {
+            "WWW-Authenticate": {
+                "description": "Bearer or TargetToken",
+                "schema": {"type": "string"},
+            }
+        },
+    ),
+    403: ("The token is valid, but its role may not do this", {}),
+    404: ("No such tenant, device, release, rollout, action, artifact or token", {}),
+    409: ("What is stored forbids this now (start a rollout twice, reuse an id, ...)", {}),
+    413: ("The request body is larger than the server accepts", {}),
+    422: ("A parameter or body field is missing, of the wrong type, or out of range", {}),
+    429: ("Too many requests from this client: wait Retry-After seconds", _RETRY_AFTER),
+    503: ("The database is busy or unreachable: retry after Retry-After seconds", _RETRY_AFTER),
+}
+
+
+def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` for a route or router: each of ``codes`` with the :class:`Error` body.
+
+    A 422 given here replaces FastAPI's own (``HTTPValidationError``), which is not what the
+    server sends.
+
+    >>> sorted(error_responses(404, 401))
+    [401, 404]
+    >>> error_responses(404)[404]["model"].__name__
+    'Error'
+    """
+    responses: dict[int | str, dict[str, Any]] = {}
+    for code in codes:
+        description, headers = _DOCUMENTED[code]
+        responses[code] = {"model": Error, "description": description}
+        if headers:
+            responses[code]["headers"] = headers
+    return responses
+
+
 def error_response(
     status: int, message: str, headers: dict[str, str] | None = None
 ) -> JSONResponse:
@@ -61,6 +132,13 @@ def error_response(
     if headers is None:
         headers = {401: {"WWW-Authenticate": "TargetToken"}, 503: {"Retry-After": "1"}}.get(status)
     return JSONResponse({"error": message}, status_code=status, headers=headers)
+
+
+def exception_response(exc: SkyfleetError) -> JSONResponse:
+    """The answer to one of skyfleet's errors: its status (404, 429, ...), message and headers
+    (``Retry-After`` for a rate limit, in whole seconds)."""
+    status = next((code for cls, code in _STATUS if isinstance(exc, cls)), 400)
+    return error_response(status, str(exc), _headers(exc))
 
 
 def _headers(exc: SkyfleetError) -> dict[str, str] | None:
@@ -90,8 +168,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(SkyfleetError)
     async def _skyfleet(_request: Request, exc: SkyfleetError) -> JSONResponse:
-        status = next((code for cls, code in _STATUS if isinstance(exc, cls)), 400)
-        return error_response(status, str(exc), _headers(exc))
+        return exception_response(exc)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -11,12 +11,22 @@ from pydantic import BaseModel, ConfigDict, Field
 from skyfleet import __version__, store
 from skyfleet.rollout import GroupSpec
 from skyfleet.server._access import Op, Viewer
-from skyfleet.server._params import MAX_ID, Count, Hardware, Id, IdPath
+from skyfleet.server._errors import error_responses
+from skyfleet.server._params import MAX_BIG_ID, MAX_ID, Count, Hardware, Id, IdPath
 from skyfleet.server._runtime import Runtime
 
 __all__ = ["router"]
 
 router = APIRouter(prefix="/api/v1", tags=["operator"])
+
+# The errors a route declares (error_responses): every route that needs a token can answer 401
+# and 403, and find the database busy (503); taking parameters or a body adds 400 (a value
+# refused) and 422 (one out of range or of the wrong type); a body adds 413 (over the limit).
+_TOKEN = (401, 403, 503)
+_PARAMS = (*_TOKEN, 400, 422)
+_BODY = (*_PARAMS, 413)
+#: An artifact upload's body: the file's bytes, streamed (not a form).
+_FILE_BODY = {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}
 
 
 def _rt(request: Request) -> Runtime:
@@ -93,7 +103,7 @@ def health(request: Request) -> dict[str, Any]:
     return {"status": "ok", "version": __version__, "database": rt.store.dialect}
 
 
-@router.get("/devices", summary="List devices")
+@router.get("/devices", summary="List devices", responses=error_responses(*_PARAMS))
 def list_devices(
     request: Request,
     who: Viewer,
@@ -101,7 +111,7 @@ def list_devices(
     kind: str | None = None,
     tag: str | None = None,
     limit: Annotated[int, Query(ge=1, le=10_000)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_BIG_ID)] = 0,
 ) -> dict[str, Any]:
     """One page of devices (filter by hardware, kind or tag) and how many match in all."""
     with _rt(request).store.read() as conn:
@@ -111,7 +121,12 @@ def list_devices(
     return {"total": total, "devices": [_public(r) for r in rows]}
 
 
-@router.post("/devices", status_code=201, summary="Register devices")
+@router.post(
+    "/devices",
+    status_code=201,
+    summary="Register devices",
+    responses=error_responses(*_BODY, 409),
+)
 def register_devices(request: Request, who: Op, body: DevicesIn) -> dict[str, Any]:
     """Register devices; each joins the groups of running rollouts its filter matches."""
     rt = _rt(request)
@@ -125,14 +140,20 @@ def register_devices(request: Request, who: Op, body: DevicesIn) -> dict[str, An
     return {"devices": [{"id": i, "token": t} for i, t in issued]}
 
 
-@router.get("/devices/{device_id}", summary="One device")
+@router.get("/devices/{device_id}", summary="One device", responses=error_responses(*_PARAMS, 404))
 def get_device(request: Request, who: Viewer, device_id: str) -> dict[str, Any]:
     """A device's fields, what it reported, and when it was last seen."""
     with _rt(request).store.read() as conn:
         return _public(store.get_device(conn, device_id))
 
 
-@router.post("/artifacts", status_code=201, summary="Upload an artifact (the body is the file)")
+@router.post(
+    "/artifacts",
+    status_code=201,
+    summary="Upload an artifact (the body is the file)",
+    responses=error_responses(*_BODY),
+    openapi_extra={"requestBody": {"required": True, "content": _FILE_BODY}},
+)
 async def upload_artifact(
     request: Request,
     who: Op,
@@ -167,7 +188,7 @@ async def upload_artifact(
     return await run_in_threadpool(save)
 
 
-@router.get("/artifacts", summary="List artifacts")
+@router.get("/artifacts", summary="List artifacts", responses=error_responses(*_TOKEN))
 def list_artifacts(
     request: Request,
     who: Viewer,
@@ -177,7 +198,12 @@ def list_artifacts(
         return {"artifacts": store.list_artifacts(conn)}
 
 
-@router.post("/releases", status_code=201, summary="Create a release")
+@router.post(
+    "/releases",
+    status_code=201,
+    summary="Create a release",
+    responses=error_responses(*_BODY, 404, 409),
+)
 def create_release(request: Request, who: Op, body: ReleaseIn) -> dict[str, Any]:
     """A version, notes, one artifact set per hardware generation, and compatibility rules."""
     rt = _rt(request)
@@ -197,7 +223,7 @@ def create_release(request: Request, who: Op, body: ReleaseIn) -> dict[str, Any]
     return release
 
 
-@router.get("/releases", summary="List releases")
+@router.get("/releases", summary="List releases", responses=error_responses(*_TOKEN))
 def list_releases(
     request: Request,
     who: Viewer,
@@ -207,14 +233,19 @@ def list_releases(
         return {"releases": store.list_releases(conn)}
 
 
-@router.get("/releases/{version}", summary="One release")
+@router.get("/releases/{version}", summary="One release", responses=error_responses(*_PARAMS, 404))
 def get_release(request: Request, who: Viewer, version: str) -> dict[str, Any]:
     """A release with its artifacts by hardware generation."""
     with _rt(request).store.read() as conn:
         return store.get_release(conn, version)
 
 
-@router.post("/rollouts", status_code=201, summary="Create a rollout")
+@router.post(
+    "/rollouts",
+    status_code=201,
+    summary="Create a rollout",
+    responses=error_responses(*_BODY, 404, 409),
+)
 def create_rollout(request: Request, who: Op, body: RolloutIn) -> dict[str, Any]:
     """Assign every compatible device to its group; the rollout waits for ``start``."""
     rt = _rt(request)
@@ -225,7 +256,7 @@ def create_rollout(request: Request, who: Op, body: RolloutIn) -> dict[str, Any]
         )
 
 
-@router.get("/rollouts", summary="List rollouts")
+@router.get("/rollouts", summary="List rollouts", responses=error_responses(*_TOKEN))
 def list_rollouts(
     request: Request,
     who: Viewer,
@@ -235,22 +266,30 @@ def list_rollouts(
         return {"rollouts": store.list_rollouts(conn)}
 
 
-@router.get("/rollouts/{rollout_id}", summary="A rollout's status")
+@router.get(
+    "/rollouts/{rollout_id}",
+    summary="A rollout's status",
+    responses=error_responses(*_PARAMS, 404),
+)
 def get_rollout(request: Request, who: Viewer, rollout_id: IdPath) -> dict[str, Any]:
     """Per group: counts by state, success and error rates, thresholds."""
     with _rt(request).store.read() as conn:
         return store.get_rollout(conn, rollout_id)
 
 
-@router.get("/rollouts/{rollout_id}/actions", summary="A rollout's device actions")
+@router.get(
+    "/rollouts/{rollout_id}/actions",
+    summary="A rollout's device actions",
+    responses=error_responses(*_PARAMS, 404),
+)
 def list_actions(
     request: Request,
     who: Viewer,
     rollout_id: IdPath,
-    group: Annotated[int | None, Query(ge=1)] = None,
+    group: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None,
     state: Annotated[str | None, Query(pattern=r"^[a-z_]+$")] = None,
     limit: Annotated[int, Query(ge=1, le=100_000)] = 1000,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_BIG_ID)] = 0,
 ) -> dict[str, Any]:
     """Which device is in which group and state (filter by group number and state)."""
     with _rt(request).store.read() as conn:
@@ -260,7 +299,12 @@ def list_actions(
     return {"actions": rows}
 
 
-@router.post("/rollouts/{rollout_id}/rollback", status_code=201, summary="Roll back")
+@router.post(
+    "/rollouts/{rollout_id}/rollback",
+    status_code=201,
+    summary="Roll back",
+    responses=error_responses(*_BODY, 404, 409),
+)
 def rollback(
     request: Request, who: Op, rollout_id: IdPath, body: RollbackIn | None = None
 ) -> dict[str, Any]:
@@ -272,7 +316,11 @@ def rollback(
         )
 
 
-@router.post("/rollouts/{rollout_id}/{operation}", summary="Start, halt, resume or cancel")
+@router.post(
+    "/rollouts/{rollout_id}/{operation}",
+    summary="Start, halt, resume or cancel",
+    responses=error_responses(*_PARAMS, 404, 409),
+)
 def operate(
     request: Request,
     who: Op,
@@ -285,14 +333,14 @@ def operate(
         return store.operate(conn, rt.clock(), rollout_id, operation, actor=who.actor)
 
 
-@router.get("/audit", summary="The audit log")
+@router.get("/audit", summary="The audit log", responses=error_responses(*_PARAMS))
 def audit(
     request: Request,
     who: Viewer,
     rollout_id: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None,
     device_id: str | None = None,
     limit: Annotated[int, Query(ge=1, le=10_000)] = 100,
-    before_id: int | None = None,
+    before_id: Annotated[int | None, Query(ge=1, le=MAX_BIG_ID)] = None,
 ) -> dict[str, Any]:
     """Newest entries first: every action transition and operator operation."""
     with _rt(request).store.read() as conn:

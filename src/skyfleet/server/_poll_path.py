@@ -10,6 +10,7 @@ from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from skyfleet.server._ddi import CONTROLLER_ID, device_base, poll_answer
+from skyfleet.server._limits import mark_device
 
 __all__ = ["BasePollShortPath"]
 
@@ -52,6 +53,7 @@ class BasePollShortPath:
                 authorization,
                 device_base(scope, tenant, controller_id),
             )
+            mark_device(scope)
             response: Response = JSONResponse(body)
         except Exception as exc:
             response = await _handled(Request(scope, receive), exc)

@@ -21,7 +21,7 @@ from skyfleet import store
 from skyfleet.errors import KeyStoreError, NotFoundError
 from skyfleet.rollout import ROLES, Lifetimes, parse, refresh, role_signers
 
-__all__ = ["Signing"]
+__all__ = ["Signing", "check_keys"]
 
 
 class Signing:
@@ -44,10 +44,12 @@ class Signing:
         return signed
 
     def signers(self, conn: Connection, repo: str) -> dict[str, list[Signer]]:
-        """The online signers of ``repo``, loaded again whenever its root changed."""
-        current = self.current_root(conn, repo)
+        """The online signers of ``repo``; the root is read and the keys loaded again only when
+        a new root version was published (one small query otherwise)."""
+        version = store.root_version(conn, repo)
         cached = self._loaded.get(repo)
-        if cached is None or cached[0] != current.version:
+        if cached is None or cached[0] != version:
+            current = self.current_root(conn, repo)
             cached = (current.version, self.signers_for(current, repo))
             self._loaded[repo] = cached
         return cached[1]
@@ -61,19 +63,20 @@ class Signing:
 
     def _refresh(
         self, repo: str, targets: Callable[[Connection], Mapping[str, TargetFile]], now_s: float
-    ) -> None:
+    ) -> bytes | None:
         """Publish what ``repo`` needs: decided in a read, signed and stored in a write only when
-        something is due (most reads find nothing to do)."""
+        something is due (most reads find nothing to do). Returns the newest timestamp."""
         with self.db.read() as conn:
+            head = store.repo_head(conn, repo)
             due = refresh(
-                store.repo_head(conn, repo),
+                head,
                 targets(conn),
                 self.signers(conn, self._root_repo(repo)),
                 now_s=now_s,
                 lifetimes=self.lifetimes,
             )
         if not due:
-            return
+            return head.timestamp
         try:
             with self.db.begin() as conn:
                 store.refresh_repo(
@@ -84,16 +87,19 @@ class Signing:
                     self.signers(conn, self._root_repo(repo)),
                     self.lifetimes,
                 )
+                # what this or another thread published meanwhile: the newest, not the head read
+                return store.metadata(conn, repo, "timestamp")
         except IntegrityError:
-            pass  # another server process published the same versions first
+            return None  # another server process published the same versions first
 
     @staticmethod
     def _root_repo(repo: str) -> str:
         return "director" if repo.startswith("director/") else repo
 
-    def refresh_image(self, now_s: float) -> None:
-        """Sign the image repository again if its releases changed or it is close to expiring."""
-        self._refresh("image", store.image_targets, now_s)
+    def refresh_image(self, now_s: float) -> bytes | None:
+        """Sign the image repository again if its releases changed or it is close to expiring;
+        returns its newest timestamp."""
+        return self._refresh("image", store.image_targets, now_s)
 
     def refresh_image_in(self, conn: Connection, now_s: float) -> None:
         """The same, inside the caller's transaction (a release and its signature commit
@@ -107,9 +113,10 @@ class Signing:
             self.lifetimes,
         )
 
-    def refresh_director(self, device_id: str, now_s: float) -> None:
-        """Sign a device's director metadata again if its assignment changed or it is due."""
-        self._refresh(
+    def refresh_director(self, device_id: str, now_s: float) -> bytes | None:
+        """Sign a device's director metadata again if its assignment changed or it is due;
+        returns its newest timestamp."""
+        return self._refresh(
             store.director_repo(device_id),
             lambda conn: store.director_targets(conn, device_id),
             now_s,
@@ -125,13 +132,15 @@ class Signing:
         where = repo
         if repo == "director" and role != "root":
             where = store.director_repo(device_id)
-        if role == "timestamp":
+        body = None
+        if role == "timestamp":  # the entry point: brought up to date, and answered from there
             if where == "image":
-                self.refresh_image(now_s)
+                body = self.refresh_image(now_s)
             else:
-                self.refresh_director(device_id, now_s)
-        with self.db.read() as conn:
-            body = store.metadata(conn, where, role, version)
+                body = self.refresh_director(device_id, now_s)
+        if body is None:
+            with self.db.read() as conn:
+                body = store.metadata(conn, where, role, version)
         if body is None:
             which = f"version {version} of " if version is not None else ""
             raise NotFoundError(f"no {which}{role} metadata in the {repo} repository")
@@ -170,3 +179,12 @@ class Signing:
                         }
             answer["repositories"][repo] = info
         return answer
+
+
+def check_keys(db: store.Store, keys_dir: Path) -> None:
+    """:class:`KeyStoreError` unless ``keys_dir`` holds the online keys both repositories' roots
+    name (enough for each threshold)."""
+    signing = Signing(db, keys_dir, Lifetimes())
+    with db.read() as conn:
+        for repo in store.REPOS:
+            signing.signers(conn, repo)

@@ -24,10 +24,11 @@ from fastapi.responses import FileResponse
 from skyfleet import store
 from skyfleet.errors import NotFoundError
 from skyfleet.server._ddi import ControllerId, Device, runtime
+from skyfleet.server._ddi_wire import DEVICE_ERRORS
 
 __all__ = ["router"]
 
-router = APIRouter(tags=["device (TUF / Uptane)"])
+router = APIRouter(tags=["device (TUF / Uptane)"], responses=DEVICE_ERRORS)
 
 _BASE = "/{tenant}/controller/v1/{controller_id}/tuf"
 _NAME = re.compile(r"(?:(\d{1,9})\.)?(root|timestamp|snapshot|targets)\.json")

@@ -75,6 +75,7 @@ from skyfleet.store._trust import (
     refresh_repo,
     repo_head,
     root,
+    root_version,
     save_root,
 )
 
@@ -138,6 +139,7 @@ __all__ = [
     "revoke_operator_token",
     "rollback",
     "root",
+    "root_version",
     "save_artifact",
     "save_root",
     "sweep",

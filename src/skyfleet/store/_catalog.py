@@ -13,8 +13,8 @@ from typing import Any
 from sqlalchemy import Connection, insert, select
 from sqlalchemy.exc import IntegrityError
 
-from skyfleet.errors import ArtifactError, NotFoundError, ReleaseError
-from skyfleet.rollout import ReleaseRules, is_valid_version, version_key
+from skyfleet.errors import ArtifactError, NotFoundError, ReleaseError, TooLargeError
+from skyfleet.rollout import ReleaseRules, is_valid_hardware, is_valid_version, version_key
 from skyfleet.store import _audit
 from skyfleet.store._schema import artifacts, release_artifacts, releases
 
@@ -35,7 +35,7 @@ __all__ = [
 ]
 
 _CHUNK = 1 << 20
-_BAD_NAME = set('/\\\x00:*?"<>|')
+_BAD_NAME = set('/\\\x00:*?"<>|%')  # "%": an escape in a name would be decoded in its URL
 
 
 def check_filename(filename: str) -> str:
@@ -70,11 +70,13 @@ class BlobWriter:
         self._md5 = hashlib.md5(usedforsecurity=False)
 
     def write(self, chunk: bytes) -> None:
-        """Append ``chunk``; :class:`ArtifactError` (and nothing kept) past ``max_bytes``."""
+        """Append ``chunk``; :class:`TooLargeError` (and nothing kept) past ``max_bytes``."""
         self.size += len(chunk)
         if self.max_bytes is not None and self.size > self.max_bytes:
             self.discard()
-            raise ArtifactError(f"the upload is larger than the limit of {self.max_bytes} bytes")
+            raise TooLargeError(
+                f"the upload is larger than the limit of {self.max_bytes} bytes; nothing was stored"
+            )
         self.file.write(chunk)
         for digest in (self._sha256, self._sha1, self._md5):
             digest.update(chunk)
@@ -202,6 +204,11 @@ def create_release(
         )
     if not artifact_sets or not any(artifact_sets.values()):
         raise ReleaseError(f"release {version} needs at least one artifact, e.g. hw3=update.swu")
+    for hw in [*artifact_sets, *(generations or ())]:
+        if not is_valid_hardware(hw):
+            raise ReleaseError(
+                f"hardware generation {hw!r} must be 1-32 letters, digits and ._+~- (e.g. hw3)"
+            )
     gens = sorted(set(generations) if generations else set(artifact_sets))
     missing = [g for g in gens if not artifact_sets.get(g)]
     if missing:

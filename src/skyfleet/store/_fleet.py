@@ -13,7 +13,7 @@ from sqlalchemy import Connection, bindparam, func, insert, select, text, update
 from sqlalchemy.exc import IntegrityError
 
 from skyfleet.errors import ConflictError, DeviceError, NotFoundError
-from skyfleet.rollout import DEVICE_KINDS, is_valid_version
+from skyfleet.rollout import DEVICE_KINDS, is_valid_hardware, is_valid_version
 from skyfleet.store import _audit
 from skyfleet.store._assign import assignment_lock, device_record, join_active_rollouts
 from skyfleet.store._schema import devices
@@ -69,8 +69,10 @@ class NewDevice:
             raise DeviceError(
                 f"device kind {self.kind!r} is unknown: use {', '.join(DEVICE_KINDS)}"
             )
-        if not self.hw or len(self.hw) > 32:
-            raise DeviceError(f"hardware generation {self.hw!r} must be 1-32 characters, e.g. hw3")
+        if not is_valid_hardware(self.hw):
+            raise DeviceError(
+                f"hardware generation {self.hw!r} must be 1-32 letters, digits and ._+~- (e.g. hw3)"
+            )
         if self.installed_version is not None and not is_valid_version(self.installed_version):
             raise DeviceError(f"installed version {self.installed_version!r} is not usable")
 
@@ -207,8 +209,10 @@ def update_reported(
     row = get_device(conn, device_id) if needs_row else None
     rejoin = False
     if hw is not None and row is not None and row["hw"] == UNKNOWN_HW and hw != UNKNOWN_HW:
-        if not 0 < len(hw) <= 32:
-            raise DeviceError(f"hardware generation {hw!r} must be 1-32 characters, e.g. hw3")
+        if not is_valid_hardware(hw):
+            raise DeviceError(
+                f"hardware generation {hw!r} must be 1-32 letters, digits and ._+~- (e.g. hw3)"
+            )
         values["hw"] = hw
         rejoin = True
     if mode not in ("merge", "replace", "remove"):

@@ -39,6 +39,7 @@ __all__ = ["generate_keys", "init_trust", "load_keys"]
 
 def generate_keys(folder: Path, repo: str, role: str, count: int = 1) -> list[Signer]:
     """Make ``count`` new ed25519 keys for ``role`` of ``repo`` under ``folder`` (mode 600)."""
+    private_dir(folder)  # the key folder itself too, not only the repository's
     made = []
     for _ in range(count):
         signer, pem = generate_key()

@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from securesystemslib.signer import Signer
-from sqlalchemy import Connection, and_, bindparam, delete, insert, select
+from sqlalchemy import Connection, and_, bindparam, delete, func, insert, select
 from sqlalchemy.exc import IntegrityError
 from tuf.api.metadata import TargetFile
 
@@ -50,6 +50,7 @@ __all__ = [
     "refresh_repo",
     "repo_head",
     "root",
+    "root_version",
     "save_root",
 ]
 
@@ -93,9 +94,37 @@ def root(conn: Connection, repo: str, version: int | None = None) -> bytes | Non
     return metadata(conn, repo, "root", version)
 
 
+_HEAD = (
+    select(tuf_metadata.c.role, tuf_metadata.c.version, tuf_metadata.c.body)
+    .where(
+        tuf_metadata.c.repo == bindparam("repo"),
+        tuf_metadata.c.role.in_(["targets", "snapshot", "timestamp"]),
+    )
+    .order_by(tuf_metadata.c.version)
+)
+_ROOT_VERSION = select(func.max(tuf_metadata.c.version)).where(
+    tuf_metadata.c.repo == bindparam("repo"), tuf_metadata.c.role == "root"
+)
+
+
 def repo_head(conn: Connection, repo: str) -> RepoHead:
-    """The newest targets, snapshot and timestamp of ``repo``."""
-    return RepoHead(*(metadata(conn, repo, role) for role in ("targets", "snapshot", "timestamp")))
+    """The newest targets, snapshot and timestamp of ``repo`` (one statement: at most two
+    versions of each are kept)."""
+    newest = {row.role: bytes(row.body) for row in conn.execute(_HEAD, {"repo": repo})}
+    return RepoHead(newest.get("targets"), newest.get("snapshot"), newest.get("timestamp"))
+
+
+def root_version(conn: Connection, repo: str) -> int | None:
+    """The newest root version of ``repo`` (None: no root), without reading the root."""
+    version: int | None = conn.execute(_ROOT_VERSION, {"repo": repo}).scalar()
+    return version
+
+
+_PRUNE = delete(tuf_metadata).where(
+    tuf_metadata.c.repo == bindparam("repo"),
+    tuf_metadata.c.role == bindparam("role"),
+    tuf_metadata.c.version < bindparam("oldest"),
+)
 
 
 def publish(conn: Connection, now_s: float, repo: str, published: Sequence[Published]) -> None:
@@ -120,15 +149,13 @@ def publish(conn: Connection, now_s: float, repo: str, published: Sequence[Publi
             for p in published
         ],
     )
-    for p in published:
-        if p.role != "root":
-            conn.execute(
-                delete(tuf_metadata).where(
-                    tuf_metadata.c.repo == repo,
-                    tuf_metadata.c.role == p.role,
-                    tuf_metadata.c.version <= p.version - _KEEP,
-                )
-            )
+    stale = [
+        {"repo": repo, "role": p.role, "oldest": p.version - _KEEP + 1}
+        for p in published
+        if p.role != "root"
+    ]
+    if stale:
+        conn.execute(_PRUNE, stale)
 
 
 def save_root(conn: Connection, now_s: float, repo: str, body: bytes, *, actor: str) -> int:
@@ -196,15 +223,23 @@ def image_targets(conn: Connection) -> dict[str, TargetFile]:
     return _targets(conn.execute(_IMAGE_TARGETS))
 
 
-_INSTALLED_RELEASE = (
-    select(actions.c.id, rollouts.c.release_id)
-    .join(rollouts, rollouts.c.id == actions.c.rollout_id)
+_INSTALLED_ACTION = (
+    select(actions.c.id)
     .where(
         actions.c.device_id == bindparam("device_id"),
         actions.c.state == ActionState.CONFIRMED.value,
     )
     .order_by(actions.c.updated_at.desc(), actions.c.id.desc())
     .limit(1)
+)
+#: The artifacts, for the device's hardware, of the release of one of its actions.
+_ACTION_TARGETS = (
+    _IMAGE_TARGETS.join(rollouts, rollouts.c.release_id == releases.c.id)
+    .join(actions, actions.c.rollout_id == rollouts.c.id)
+    .join(
+        devices, and_(devices.c.id == actions.c.device_id, devices.c.hw == release_artifacts.c.hw)
+    )
+    .where(actions.c.id == bindparam("action_id"), actions.c.device_id == bindparam("device_id"))
 )
 
 
@@ -214,16 +249,10 @@ def director_targets(conn: Connection, device_id: str) -> dict[str, TargetFile]:
     (what it should be running); empty for a device with neither."""
     offer = offered_action(conn, device_id)
     if offer is not None and not offer.cancel:
-        row = conn.execute(
-            select(actions.c.id, rollouts.c.release_id)
-            .join(rollouts, rollouts.c.id == actions.c.rollout_id)
-            .where(actions.c.id == offer.action_id)
-        ).first()
+        action_id: int | None = offer.action_id
     else:
-        row = conn.execute(_INSTALLED_RELEASE, {"device_id": device_id}).first()
-    if row is None:
+        action_id = conn.execute(_INSTALLED_ACTION, {"device_id": device_id}).scalar()
+    if action_id is None:
         return {}
-    query = _IMAGE_TARGETS.join(devices, devices.c.hw == release_artifacts.c.hw).where(
-        and_(releases.c.id == row.release_id, devices.c.id == device_id)
-    )
-    return _targets(conn.execute(query), {"ecu_identifier": device_id, "action_id": int(row.id)})
+    rows = conn.execute(_ACTION_TARGETS, {"action_id": action_id, "device_id": device_id})
+    return _targets(rows, {"ecu_identifier": device_id, "action_id": int(action_id)})
