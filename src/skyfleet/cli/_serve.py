@@ -100,6 +100,7 @@ def serve(
         gateway_token=gateway_token,
         keys_dir=keys_dir,
         root_keys_dir=root_keys_dir,
+        freeze_gc=True,
     )
     # Open (create or migrate) the store once here, so schema errors are one line and exit 2.
     db = open_store(database_url, artifacts_dir=artifacts_dir)

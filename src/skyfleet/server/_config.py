@@ -37,6 +37,10 @@ class ServerConfig:
     ``max_operator_body_bytes`` (enough to register about 100,000 devices at once), anything
     else (device feedback, configData) up to ``max_body_bytes``; larger ones get 413.
 
+    ``freeze_gc``: once started, move every object start-up made out of the garbage collector's
+    reach (``gc.freeze``), so that its full passes stay short; for a server process of its own
+    (``skyfleet serve`` sets it), not for an app embedded in a larger program.
+
     Signing: ``keys_dir`` holds the online keys (default ``skyfleet-keys`` beside the
     database). With ``init_trust``, a store without roots gets keys and roots on start, the
     root keys in ``root_keys_dir`` (default ``skyfleet-root-keys`` beside the database; take it
@@ -71,6 +75,8 @@ class ServerConfig:
     snapshot_expiry_s: float = _LIFETIMES.snapshot_s
     timestamp_expiry_s: float = _LIFETIMES.timestamp_s
     trust_refresh_s: float = 60.0
+    # --- process ---
+    freeze_gc: bool = False
 
     def lifetimes(self) -> Lifetimes:
         """The metadata lifetimes these settings ask for."""
