@@ -188,4 +188,9 @@ class StoreError(SkyfleetError):
 
 
 class ApiError(SkyfleetError):
-    """A request the skyfleet server refused (its message is kept), or a server not reachable."""
+    """A request the skyfleet server refused (its message is kept, ``status`` is the HTTP
+    status), or a server not reachable (``status`` None)."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status

@@ -185,16 +185,18 @@ def test_target_paths_refuse_traversal() -> None:
 
 
 def test_uptane_check_names_what_is_wrong() -> None:
-    genuine = target_file("r/hw3/u", 4, "aa" * 32)
+    genuine = target_file("r/hw3/u", 4, "aa" * 32, {"hardware_identifier": "hw3"})
     mine = target_file("r/hw3/u", 4, "aa" * 32, {"ecu_identifier": "car-1"})
     image = {genuine.path: genuine}.get
-    assert verify_assignment("car-1", {mine.path: mine}, image) == [mine]
+    assert verify_assignment("car-1", "hw3", {mine.path: mine}, image) == [mine]
     with pytest.raises(UntrustedUpdateError, match="addressed to 'car-1', not 'car-2'"):
-        verify_assignment("car-2", {mine.path: mine}, image)
+        verify_assignment("car-2", "hw3", {mine.path: mine}, image)
+    with pytest.raises(UntrustedUpdateError, match="built for 'hw3', to a hw4 device"):
+        verify_assignment("car-1", "hw4", {mine.path: mine}, image)  # a genuine image, wrong hw
     longer = target_file("r/hw3/u", 5, "aa" * 32, {"ecu_identifier": "car-1"})
     with pytest.raises(UntrustedUpdateError, match="differs"):
-        verify_assignment("car-1", {longer.path: longer}, image)
+        verify_assignment("car-1", "hw3", {longer.path: longer}, image)
     other = target_file("r/hw3/v", 4, "aa" * 32, {"ecu_identifier": "car-1"})
     with pytest.raises(UntrustedUpdateError, match="does not sign"):
-        verify_assignment("car-1", {other.path: other}, image)
+        verify_assignment("car-1", "hw3", {other.path: other}, image)
     json.dumps(mine.to_dict())  # serialisable as TUF writes it

@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 from tests.server._fleet import Car, register_cars, release, rollout
 
-from conftest import ADMIN, LiveServer
+from conftest import ADMIN, GATEWAY_TOKEN, LiveServer
 from skyfleet import store
 from skyfleet.rollout import Lifetimes, RepoHead, parse, refresh
 from skyfleet.server import ServerConfig, create_app
@@ -86,6 +86,7 @@ class Site:
     api: httpx.Client
     workdir: Path
     cars: dict[str, Car] = field(default_factory=dict)
+    hardware: dict[str, str] = field(default_factory=dict)
     opened: list[UptaneDevice | Attacker] = field(default_factory=list)
 
     def root(self, repo: str) -> bytes:
@@ -100,6 +101,7 @@ class Site:
             car_id,
             f"{self.server.url}{car.base}",
             car.token,
+            hardware=self.hardware.get(car_id, "hw3"),
             director_root=self.root("director"),
             image_root=self.root("image"),
             workdir=self.workdir / car_id,
@@ -156,6 +158,7 @@ def start_site(
         lifetimes=lifetimes,
     )
     config = ServerConfig(
+        gateway_token=GATEWAY_TOKEN,
         sweep_interval_s=0.05,
         touch_flush_s=0.05,
         keys_dir=keys_dir,

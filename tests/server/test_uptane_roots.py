@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,7 +17,7 @@ from tuf.api import exceptions
 from conftest import ADMIN_TOKEN
 from skyfleet import store
 from skyfleet.cli import main
-from skyfleet.rollout import generate_key, next_root, parse, sign_root
+from skyfleet.rollout import Published, generate_key, next_root, parse, sign_root
 from skyfleet.store import Store
 
 
@@ -110,37 +111,69 @@ def test_bad_roots_are_refused_and_nothing_changes(site: Site) -> None:
     current = parse(site.root("director")).signed
     root_keys = list(store.load_keys(site.root_keys_dir, "director").values())
     stranger, _ = generate_key()
+    offline_only, _ = generate_key()
 
-    def signed(md_version_offset: int, signers: list[object], **changes: object) -> bytes:
-        md = next_root(current, now_s=0.0, lifetime_s=365 * 86400.0, **changes)  # type: ignore[arg-type]
-        md.signed.version = current.version + md_version_offset
+    def signed(
+        offset: int, signers: list[object], lifetime_s: float = 365 * 86400.0, **changes: object
+    ) -> bytes:
+        md = next_root(current, now_s=time.time(), lifetime_s=lifetime_s, **changes)  # type: ignore[arg-type]
+        md.signed.version = current.version + offset
         return sign_root(md, signers)  # type: ignore[arg-type]
 
-    cases = [
-        (signed(1, [stranger]), 400, "previous root's keys"),
-        (signed(2, root_keys), 400, "must be version 2"),
-        (
-            signed(1, [*root_keys, stranger], keys={"root": [stranger.public_key]}),
-            200 + 201,
-            "",
+    refused = [
+        (signed(1, [stranger]), 400, "previous root's keys"),  # not signed by the root keys
+        (  # new root keys, signed by the old ones only
+            signed(1, root_keys, keys={"root": [stranger.public_key]}),
+            400,
+            "of its own root keys",
         ),
+        (signed(2, root_keys), 400, "must be version 2"),  # skips a version
+        (signed(1, root_keys, lifetime_s=86400.0), 400, "valid for at least 7"),  # expires soon
+        (  # names an online key the server does not hold: it could no longer sign
+            signed(1, root_keys, keys={"timestamp": [offline_only.public_key]}),
+            409,
+            "could not sign",
+        ),
+        (b'{"signed": "not a root"}', 400, "not TUF metadata"),
     ]
-    # a root that names an online key the server does not hold would leave it unable to sign
-    offline_only, _ = generate_key()
-    orphan = signed(1, root_keys, keys={"timestamp": [offline_only.public_key]})
-    answer = _post_root(site, orphan)
-    assert answer.status_code == 409, answer.text
-    assert "could not sign" in answer.json()["error"]
-    for body, status, words in cases[:2]:
+    for body, status, words in refused:
         answer = _post_root(site, body)
         assert answer.status_code == status, answer.text
-        assert words in answer.json()["error"]
-    answer = _post_root(site, b'{"signed": "not a root"}')
-    assert answer.status_code == 400, answer.text
+        assert words in answer.json()["error"], answer.json()
+    good = signed(1, [*root_keys, stranger], keys={"root": [stranger.public_key]})
     viewer = site.api.post("/api/v1/tokens", json={"name": "v", "role": "viewer"}).json()
-    assert _post_root(site, cases[2][0], viewer["token"]).status_code == 403
+    assert _post_root(site, good, viewer["token"]).status_code == 403
     assert _root_version(site, "director") == 1  # nothing was stored
     assert site.device("car-1").check()[0]  # and devices verify as before
+    answer = _post_root(site, good)  # the control: old and new keys signed, valid a year
+    assert answer.status_code == 201, answer.text
+    assert _root_version(site, "director") == 2
+    assert site.device("car-1").check()[0]
+
+
+def test_rotation_refuses_a_server_root_that_does_not_chain(
+    site: Site, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A compromised server slips in a root v2 naming the attacker's keys. The offline ceremony
+    # verifies the chain from the root it kept, refuses, and makes no keys.
+    current = parse(site.root("director")).signed
+    attacker, _ = generate_key()
+    md = next_root(
+        current,
+        now_s=time.time(),
+        lifetime_s=365 * 86400.0,
+        keys={role: [attacker.public_key] for role in ("root", "targets", "timestamp")},
+    )
+    forged = sign_root(md, [attacker])
+    with site.db.begin() as conn:
+        store.publish(conn, time.time(), "director", [Published("root", 2, time.time(), forged)])
+    before = sorted(site.root_keys_dir.rglob("*"))
+    code, _, err = _cli(
+        site, "trust", "rotate-root", "--root-keys", str(site.root_keys_dir), capsys=capsys
+    )
+    assert code == 2
+    assert "does not follow from your trusted root" in err
+    assert sorted(site.root_keys_dir.rglob("*")) == before  # nothing made, nothing signed
 
 
 def test_trust_root_cli_writes_the_anchor_devices_are_built_with(
@@ -159,6 +192,17 @@ def test_trust_root_cli_writes_the_anchor_devices_are_built_with(
     assert code == 2 and "image or director" in err
     code, _, err = _cli(
         site, "trust", "rotate-root", "--root-keys", str(tmp_path / "empty"), capsys=capsys
+    )
+    assert code == 2 and "no trusted director root" in err
+    code, _, err = _cli(
+        site,
+        "trust",
+        "rotate-root",
+        "--root-keys",
+        str(tmp_path / "empty"),
+        "--trusted-root",
+        str(out_file),
+        capsys=capsys,
     )
     assert code == 2 and "holds 0 of the director root keys" in err
     assert _root_version(site, "director") == 1

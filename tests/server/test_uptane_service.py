@@ -10,9 +10,10 @@ from pathlib import Path
 
 import httpx
 import pytest
-from tests.server._fleet import release
+from tests.server._fleet import register_cars, release, rollout
 from tests.server._uptane import V1, V2, Site, start_site
 
+from conftest import GATEWAY_TOKEN
 from skyfleet import store
 from skyfleet.rollout import parse
 from skyfleet.store import Store
@@ -105,3 +106,53 @@ def test_devices_see_only_their_own_metadata_and_targets(site: Site) -> None:
         for name in ("5.timestamp.json", "root", "../root.json", "x.targets.json"):
             answer = client.get(f"{car1.base}/tuf/director/{name}", headers=car1.auth)
             assert answer.status_code in (404, 422), (name, answer.text)
+
+
+def _assigned(site: Site, device_id: str) -> list[str]:
+    with site.db.read() as conn:
+        return sorted(store.director_targets(conn, device_id))
+
+
+def test_director_assignment_follows_the_rollout(site: Site) -> None:
+    cars = register_cars(
+        site.api,
+        {"id": "hw4-car", "hw": "hw4", "tags": ["late"]},
+        {"id": "hw9-car", "hw": "hw9", "tags": ["late"]},
+    )
+    site.cars.update(cars)
+    hw3 = f"{V1}/hw3/{V1}-hw3.swu"
+    assert _assigned(site, "car-1") == [hw3]  # offered by the early-access rollout
+    assert _assigned(site, "car-2") == []  # in no rollout
+    rollout(site.api, V1, ["tag:late"])
+    assert _assigned(site, "hw4-car") == [f"{V1}/hw4/{V1}-hw4.swu"]  # its own hardware's build
+    assert _assigned(site, "hw9-car") == []  # no build for hw9: never assigned
+    # car-1 installs and confirms: the director keeps listing what it runs ...
+    car = site.cars["car-1"]
+    with httpx.Client(base_url=site.server.url, timeout=30, headers=car.auth) as device:
+        links = device.get(car.base).json()["_links"]
+        action = links["deploymentBase"]["href"].split("/")[-1].split("?")[0]
+        device.get(links["deploymentBase"]["href"]).raise_for_status()
+        body = {"status": {"execution": "closed", "result": {"finished": "success"}}}
+        answer = device.post(f"{car.base}/deploymentBase/{action}/feedback", json=body)
+        assert answer.status_code == 200, answer.text
+        assert _assigned(site, "car-1") == [hw3]
+        # ... until it says it runs something else (reflashed): nothing is pushed back on it
+        data = {"mode": "merge", "data": {"version": "2025.1.0"}}
+        assert device.put(f"{car.base}/configData", json=data).status_code == 200
+    assert _assigned(site, "car-1") == []
+    # a cancelled rollout assigns nothing to the devices it had not reached
+    late = site.api.get("/api/v1/rollouts").json()["rollouts"][0]["id"]
+    site.api.post(f"/api/v1/rollouts/{late}/cancel").raise_for_status()
+    assert _assigned(site, "hw4-car") == []
+
+
+def test_a_gateway_reads_metadata_for_its_devices(site: Site) -> None:
+    car = site.cars["car-1"]
+    gateway = {"Authorization": f"GatewayToken {GATEWAY_TOKEN}"}
+    with httpx.Client(base_url=site.server.url, timeout=30) as client:
+        answer = client.get(f"{car.base}/tuf/director/timestamp.json", headers=gateway)
+        assert answer.status_code == 200, answer.text
+        assert parse(answer.content).signed.type == "timestamp"
+        wrong = {"Authorization": "GatewayToken not-the-gateway-token-at-all"}
+        answer = client.get(f"{car.base}/tuf/director/timestamp.json", headers=wrong)
+        assert answer.status_code == 401

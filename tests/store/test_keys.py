@@ -55,6 +55,8 @@ def test_init_trust_makes_keys_once_and_keeps_root_keys_apart(db: Store, tmp_pat
         with db.read() as conn:
             body = store.root(conn, repo)
         assert body is not None
+        # the trusted start of the chain, kept with the root keys for the next rotation
+        assert (root_keys / repo / store.TRUSTED_ROOT).read_bytes() == body
     entries = [e for e in _audit(db) if e["event"] == "trust.init"]
     assert len(entries) == 2 and "root=2" in entries[0]["detail"]
 

@@ -88,7 +88,7 @@ class Api:
                 message = response.json().get("error") or response.text
             except ValueError:
                 message = response.text.strip()[:200] or response.reason_phrase
-            raise ApiError(f"{message} (HTTP {response.status_code})")
+            raise ApiError(f"{message} (HTTP {response.status_code})", response.status_code)
         return response
 
     def get(self, path: str, **params: Any) -> Any:

@@ -14,8 +14,16 @@ from tuf.api.metadata import Root
 from skyfleet import store
 from skyfleet.cli._client import DEFAULT_SERVER, Api, JsonOption, ServerOption, TokenOption, once
 from skyfleet.cli._common import err, iso, out, parse_duration, print_json
-from skyfleet.errors import InputError, KeyStoreError, MetadataError
-from skyfleet.rollout import ONLINE_ROLES, ROLES, Lifetimes, next_root, parse, sign_root
+from skyfleet.errors import ApiError, InputError, KeyStoreError, MetadataError
+from skyfleet.rollout import (
+    ONLINE_ROLES,
+    ROLES,
+    Lifetimes,
+    accept_root,
+    next_root,
+    parse,
+    sign_root,
+)
 
 __all__ = ["trust_app"]
 
@@ -156,12 +164,52 @@ def trust_root(
         err.print(f"{repo} root written to {output}")
 
 
+def _verified_chain(api: Api, repo: str, anchor: bytes) -> bytes:
+    """The server's newest root of ``repo``, verified the way a device does: each version from
+    the trusted ``anchor`` on must be the next one and signed by the keys of the one before."""
+    trusted = anchor
+    version = parse(anchor).signed.version
+    while True:
+        try:
+            body = api.raw(f"/trust/{repo}/root", version=version + 1)
+        except ApiError as exc:
+            if exc.status == 404:
+                return trusted
+            raise
+        try:
+            accept_root(trusted, body)
+        except MetadataError as exc:
+            raise MetadataError(
+                f"the server's {repo} root v{version + 1} does not follow from your trusted "
+                f"root: {exc}; refusing to sign on top of it"
+            ) from None
+        trusted, version = body, version + 1
+
+
+def _changes(old: Root, new: Root) -> str:
+    """Which roles got which keys, for the operator to read."""
+    parts = []
+    for role in ROLES:
+        before, after = old.roles[role], new.roles[role]
+        if set(before.keyids) != set(after.keyids) or before.threshold != after.threshold:
+            keys = " ".join(k[:12] for k in after.keyids)
+            parts.append(f"{role}: keys {keys}, threshold {after.threshold}")
+    return "; ".join(parts) or "same keys"
+
+
 @trust_app.command("rotate-root")
 def trust_rotate_root(
     root_keys: Annotated[
         Path, typer.Option(help="The folder with the current root keys (offline).")
     ],
     repo: _Repo = "director",
+    trusted_root: Annotated[
+        Path | None,
+        typer.Option(
+            help="The root to verify the server's from (default: root.json beside the root keys, "
+            "kept there by 'trust init' and by every rotation)."
+        ),
+    ] = None,
     new_root_keys: Annotated[
         Path | None,
         typer.Option(help="Make new root keys here and retire the current ones."),
@@ -184,9 +232,11 @@ def trust_rotate_root(
 ) -> None:
     """Sign and publish the next root version, offline keys in hand (admin token).
 
-    Renews the root's expiry; with --new-root-keys also replaces the root keys (the new root is
-    signed by the old keys and the new), and with --rotate ROLE --keys DIR the keys of online
-    roles. Devices follow the chain of roots by themselves. Examples:
+    The server's roots are verified first, from a root you trust (--trusted-root, or the
+    root.json kept beside the root keys), so that a server or network that lies cannot get new
+    keys signed. Renews the root's expiry; with --new-root-keys also replaces the root keys (the
+    new root is signed by the old keys and the new), and with --rotate ROLE --keys DIR the keys
+    of online roles. Devices follow the chain of roots by themselves. Examples:
 
       skyfleet trust rotate-root --repo director --root-keys /media/usb/keys
 
@@ -199,10 +249,17 @@ def trust_rotate_root(
             raise InputError(f"--rotate {role!r}: use {', '.join(ONLINE_ROLES)}")
     if roles and keys is None:
         raise InputError("--rotate needs --keys: the server's key folder, for the new keys")
+    anchor_file = trusted_root or root_keys / _repo(repo) / store.TRUSTED_ROOT
+    if not anchor_file.is_file():
+        raise InputError(
+            f"no trusted {repo} root at {anchor_file}: pass --trusted-root FILE, a root you "
+            "verified (e.g. the one your devices were built with)"
+        )
     with Api(server, token) as api:
-        current = parse(api.raw(f"/trust/{_repo(repo)}/root")).signed
+        latest = _verified_chain(api, repo, anchor_file.read_bytes())
+        current = parse(latest).signed
         if not isinstance(current, Root):
-            raise MetadataError(f"the server's {repo} root is not root metadata")
+            raise MetadataError(f"{anchor_file} is not root metadata")
         held = store.load_keys(root_keys, repo)
         spec = current.roles["root"]
         old_signers = [held[k] for k in spec.keyids if k in held][: spec.threshold]
@@ -232,7 +289,14 @@ def trust_rotate_root(
             content=body,
             headers={"Content-Type": "application/json"},
         )
+    for folder in {root_keys, new_root_keys or root_keys}:
+        store.write_private(folder / repo / store.TRUSTED_ROOT, body)
+    answer["changes"] = _changes(current, md.signed)
     if as_json:
         print_json(answer)
     else:
-        out.print(f"{repo} root v{answer['version']} published, expires {iso(answer['expires'])}")
+        out.print(
+            f"{repo} root v{answer['version']} published, expires {iso(answer['expires'])} "
+            f"({answer['changes']})",
+            soft_wrap=True,
+        )

@@ -93,9 +93,15 @@ def target_path(release: str, hw: str, filename: str) -> str:
     '2025.44.25.5/hw4/update.swu'
     """
     if not _SEGMENT.fullmatch(release) or not _SEGMENT.fullmatch(hw):
-        raise MetadataError(f"release {release!r} or hardware {hw!r} cannot be a target path")
+        raise MetadataError(
+            f"release {release!r} or hardware {hw!r} cannot be part of a target path: use "
+            "letters, digits and ._+~- (e.g. 2025.44.25.5, hw3)"
+        )
     if not _FILENAME.fullmatch(filename) or filename in {".", ".."}:
-        raise MetadataError(f"artifact name {filename!r} cannot be a target path")
+        raise MetadataError(
+            f"artifact name {filename!r} cannot be part of a target path: use a plain file "
+            "name such as update.swu"
+        )
     return f"{release}/{hw}/{filename}"
 
 

@@ -83,14 +83,14 @@ class Signing:
                     conn,
                     now_s,
                     repo,
-                    targets(conn),
+                    targets,
                     self.signers(conn, self._root_repo(repo)),
                     self.lifetimes,
                 )
                 # what this or another thread published meanwhile: the newest, not the head read
                 return store.metadata(conn, repo, "timestamp")
-        except IntegrityError:
-            return None  # another server process published the same versions first
+        except IntegrityError:  # publishers take turns (store.lock_repo); kept as a safety net
+            return None
 
     @staticmethod
     def _root_repo(repo: str) -> str:
@@ -105,12 +105,7 @@ class Signing:
         """The same, inside the caller's transaction (a release and its signature commit
         together)."""
         store.refresh_repo(
-            conn,
-            now_s,
-            "image",
-            store.image_targets(conn),
-            self.signers(conn, "image"),
-            self.lifetimes,
+            conn, now_s, "image", store.image_targets, self.signers(conn, "image"), self.lifetimes
         )
 
     def refresh_director(self, device_id: str, now_s: float) -> bytes | None:

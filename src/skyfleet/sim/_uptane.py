@@ -63,7 +63,8 @@ class TokenFetcher(FetcherInterface):
 class UptaneDevice:
     """One device's verified view of its updates.
 
-    ``device_base`` is its DDI URL (``http://HOST/TENANT/controller/v1/DEVICE``);
+    ``device_base`` is its DDI URL (``http://HOST/TENANT/controller/v1/DEVICE``); ``hardware``
+    its hardware generation (what it accepts images built for);
     ``director_root`` and ``image_root`` are the roots it was built with (its trust anchors);
     ``workdir`` keeps the metadata it trusts between checks (rollback protection) and the
     downloaded files. ``fetcher`` defaults to a :class:`TokenFetcher` with ``token``.
@@ -72,6 +73,7 @@ class UptaneDevice:
     device_id: str
     device_base: str
     token: str
+    hardware: str
     director_root: bytes
     image_root: bytes
     workdir: Path
@@ -123,7 +125,9 @@ class UptaneDevice:
         verified = Metadata[Targets].from_file(str(self.workdir / "director" / "targets.json"))
         image = self._updater("image", self.image_root)
         image.refresh()
-        assigned = verify_assignment(self.device_id, verified.signed.targets, image.get_targetinfo)
+        assigned = verify_assignment(
+            self.device_id, self.hardware, verified.signed.targets, image.get_targetinfo
+        )
         return assigned, image
 
     def update(self) -> list[Path]:

@@ -54,7 +54,7 @@ from skyfleet.store._fleet import (
     update_reported,
 )
 from skyfleet.store._judge import evaluate, sweep
-from skyfleet.store._keys import generate_keys, init_trust, load_keys
+from skyfleet.store._keys import TRUSTED_ROOT, generate_keys, init_trust, load_keys
 from skyfleet.store._polls import PollViewReader, open_poll_reader
 from skyfleet.store._rollouts import (
     create_rollout,
@@ -70,6 +70,7 @@ from skyfleet.store._trust import (
     director_repo,
     director_targets,
     image_targets,
+    lock_repo,
     metadata,
     publish,
     refresh_repo,
@@ -83,6 +84,7 @@ __all__ = [
     "DEFAULT_URL",
     "OPERATOR_ROLES",
     "REPOS",
+    "TRUSTED_ROOT",
     "UNKNOWN_HW",
     "BlobWriter",
     "NewDevice",
@@ -123,6 +125,7 @@ __all__ = [
     "list_releases",
     "list_rollouts",
     "load_keys",
+    "lock_repo",
     "metadata",
     "offered_action",
     "open_poll_reader",

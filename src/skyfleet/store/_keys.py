@@ -34,7 +34,10 @@ from skyfleet.store._engine import Store
 from skyfleet.store._secrets import private_dir, read_private, write_private
 from skyfleet.store._trust import REPOS, publish, root
 
-__all__ = ["generate_keys", "init_trust", "load_keys"]
+__all__ = ["TRUSTED_ROOT", "generate_keys", "init_trust", "load_keys"]
+
+#: The file beside a repository's root keys that holds the newest root they signed.
+TRUSTED_ROOT = "root.json"
 
 
 def generate_keys(folder: Path, repo: str, role: str, count: int = 1) -> list[Signer]:
@@ -83,8 +86,11 @@ def init_trust(
 
     Per role, ``thresholds`` (default 1) keys are made: the online ones into ``keys_dir`` (what
     the server signs with), the root keys into ``root_keys_dir`` (take it offline). Each root is
-    signed by its root keys and stored. A server process racing another to do this finds the
-    other's roots and uses them.
+    signed by its root keys and stored, and a copy of each root is kept beside its root keys
+    (``ROOT_KEYS/REPO/root.json``): the trusted start of the chain that ``skyfleet trust
+    rotate-root`` verifies before it signs. A process racing another on the same machine finds
+    the other's roots and keys; one on another machine keeps orphan keys and lacks the winner's
+    (``check_keys`` then says so before it serves).
     """
     thresholds = dict(thresholds or {})
     unknown = set(thresholds) - set(ROLES)
@@ -121,5 +127,7 @@ def init_trust(
                     detail=f"{repo} root v1 (root={thresholds.get('root', 1)}, {online})",
                 )
     except IntegrityError:
-        return False  # another process set them up first; its keys are in the same folders
+        return False  # another process set them up first
+    for repo, body in roots.items():
+        write_private(root_keys_dir / repo / TRUSTED_ROOT, body)
     return True

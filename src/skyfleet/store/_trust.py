@@ -3,17 +3,20 @@ device's director targets, snapshot and timestamp.
 
 Rows are ``(repo, role, version)``: ``repo`` is ``image``, ``director`` (the director's root) or
 ``director/DEVICE-ID``. Every root version is kept (a client walks them one by one); of the
-online roles the newest two are kept, so a client that read a timestamp just before a new one
-was signed still finds the snapshot and targets it names (consistent snapshots).
+online roles the newest two and any signed in the last hour are kept, so a client that read a
+timestamp just before new ones were signed still finds the snapshot and targets it names
+(consistent snapshots). Publishers of one repository take turns (:func:`lock_repo`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import hashlib
+import logging
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from securesystemslib.signer import Signer
-from sqlalchemy import Connection, and_, bindparam, delete, func, insert, select
+from sqlalchemy import Connection, and_, bindparam, delete, func, insert, select, text
 from sqlalchemy.exc import IntegrityError
 from tuf.api.metadata import TargetFile
 
@@ -45,6 +48,7 @@ __all__ = [
     "director_repo",
     "director_targets",
     "image_targets",
+    "lock_repo",
     "metadata",
     "publish",
     "refresh_repo",
@@ -54,9 +58,18 @@ __all__ = [
     "save_root",
 ]
 
+log = logging.getLogger("skyfleet.store")
+
 #: The two repositories of Uptane's design.
 REPOS = ("image", "director")
-_KEEP = 2  # versions of each online role kept
+#: Of each online role the newest two versions are kept, and older ones for ``_KEEP_S``
+#: seconds: a client that read a timestamp still finds the snapshot and targets it names,
+#: however many versions were signed meanwhile (a client takes seconds, not an hour).
+_KEEP_VERSIONS = 2
+_KEEP_S = 3600.0
+#: A root must stay valid at least this long when it is published (seconds): one that expires
+#: sooner would soon stop every device from updating.
+MIN_ROOT_VALIDITY_S = 7 * 86400.0
 
 
 def director_repo(device_id: str) -> str:
@@ -124,14 +137,26 @@ _PRUNE = delete(tuf_metadata).where(
     tuf_metadata.c.repo == bindparam("repo"),
     tuf_metadata.c.role == bindparam("role"),
     tuf_metadata.c.version < bindparam("oldest"),
+    tuf_metadata.c.created_at < bindparam("before"),
 )
 
 
-def publish(conn: Connection, now_s: float, repo: str, published: Sequence[Published]) -> None:
-    """Store newly signed metadata and drop online versions older than the newest two.
+def lock_repo(conn: Connection, repo: str) -> None:
+    """Make publishers of ``repo`` take turns until the transaction ends, so that each reads
+    the head and what to list after the one before committed (SQLite: one writer at a time
+    already; PostgreSQL: a transaction-scoped advisory lock on the repository's name)."""
+    if conn.dialect.name == "postgresql":
+        digest = hashlib.sha256(f"tuf:{repo}".encode()).digest()
+        key = int.from_bytes(digest[:8], "big", signed=True)
+        conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
 
-    Two servers publishing the same version at once: the second gets ``IntegrityError`` from
-    the primary key, and its transaction changes nothing.
+
+def publish(conn: Connection, now_s: float, repo: str, published: Sequence[Published]) -> None:
+    """Store newly signed metadata and drop online versions that are neither among the newest
+    two nor younger than an hour.
+
+    Two servers publishing the same version at once (without :func:`lock_repo`): the second gets
+    ``IntegrityError`` from the primary key, and its transaction changes nothing.
     """
     if not published:
         return
@@ -150,7 +175,12 @@ def publish(conn: Connection, now_s: float, repo: str, published: Sequence[Publi
         ],
     )
     stale = [
-        {"repo": repo, "role": p.role, "oldest": p.version - _KEEP + 1}
+        {
+            "repo": repo,
+            "role": p.role,
+            "oldest": p.version - _KEEP_VERSIONS + 1,
+            "before": now_s - _KEEP_S,
+        }
         for p in published
         if p.role != "root"
     ]
@@ -160,12 +190,20 @@ def publish(conn: Connection, now_s: float, repo: str, published: Sequence[Publi
 
 def save_root(conn: Connection, now_s: float, repo: str, body: bytes, *, actor: str) -> int:
     """Store a new root of ``repo`` after checking it may follow the current one (the next
-    version, signed by a threshold of the old and of the new root keys); returns its version.
+    version, signed by a threshold of the old and of the new root keys) and that it is valid for
+    at least :data:`MIN_ROOT_VALIDITY_S`; returns its version.
     :class:`MetadataError` says why a root is refused, and nothing is stored."""
     if repo not in REPOS:
         raise MetadataError(f"unknown repository {repo!r}: use image or director")
+    lock_repo(conn, repo)
     new = accept_root(root(conn, repo), body)
     version = new.signed.version
+    valid_s = new.signed.expires.timestamp() - now_s
+    if valid_s < MIN_ROOT_VALIDITY_S:
+        raise MetadataError(
+            f"root v{version} expires in {max(valid_s, 0.0) / 86400:.1f} days; a root must be "
+            f"valid for at least {MIN_ROOT_VALIDITY_S / 86400:.0f} (sign it with a later expiry)"
+        )
     try:
         with conn.begin_nested():
             publish(
@@ -184,13 +222,17 @@ def refresh_repo(
     conn: Connection,
     now_s: float,
     repo: str,
-    targets: Mapping[str, TargetFile],
+    targets: Callable[[Connection], Mapping[str, TargetFile]],
     signers: Mapping[str, Sequence[Signer]],
     lifetimes: Lifetimes,
 ) -> list[Published]:
-    """Sign and store what ``repo`` needs to list ``targets`` with nothing close to expiring;
-    returns what was published (often nothing)."""
-    published = refresh(repo_head(conn, repo), targets, signers, now_s=now_s, lifetimes=lifetimes)
+    """Sign and store what ``repo`` needs to list ``targets(conn)`` with nothing close to
+    expiring; returns what was published (often nothing). Takes the repository's turn first
+    (:func:`lock_repo`), then reads the head and the targets: a release another transaction
+    committed before is never left out."""
+    lock_repo(conn, repo)
+    head = repo_head(conn, repo)
+    published = refresh(head, targets(conn), signers, now_s=now_s, lifetimes=lifetimes)
     publish(conn, now_s, repo, published)
     return published
 
@@ -212,7 +254,11 @@ _IMAGE_TARGETS = (
 def _targets(rows: Any, custom: Mapping[str, Any] | None = None) -> dict[str, TargetFile]:
     found = {}
     for version, hw, filename, size, sha256 in rows:
-        path = target_path(version, hw, filename)
+        try:
+            path = target_path(version, hw, filename)
+        except MetadataError as exc:  # a release from before names were checked: DDI only
+            log.warning("not signed for TUF clients: %s", exc)
+            continue
         extra = {"release": version, "hardware_identifier": hw, **(custom or {})}
         found[path] = target_file(path, int(size), sha256, extra)
     return found
@@ -225,9 +271,13 @@ def image_targets(conn: Connection) -> dict[str, TargetFile]:
 
 _INSTALLED_ACTION = (
     select(actions.c.id)
+    .join(rollouts, rollouts.c.id == actions.c.rollout_id)
+    .join(releases, releases.c.id == rollouts.c.release_id)
+    .join(devices, devices.c.id == actions.c.device_id)
     .where(
         actions.c.device_id == bindparam("device_id"),
         actions.c.state == ActionState.CONFIRMED.value,
+        releases.c.version == devices.c.installed_version,
     )
     .order_by(actions.c.updated_at.desc(), actions.c.id.desc())
     .limit(1)
@@ -245,8 +295,9 @@ _ACTION_TARGETS = (
 
 def director_targets(conn: Connection, device_id: str) -> dict[str, TargetFile]:
     """What the director assigns ``device_id`` now, by target path: the artifacts for its
-    hardware of the release its rollout offers it, or else of the release it last confirmed
-    (what it should be running); empty for a device with neither."""
+    hardware of the release its rollout offers it; else, of the release it confirmed last if it
+    still reports running it (what it should keep); empty otherwise (nothing offered, a cancel
+    under way, a device that runs something else now, or no artifact for its hardware)."""
     offer = offered_action(conn, device_id)
     if offer is not None and not offer.cancel:
         action_id: int | None = offer.action_id
