@@ -3,6 +3,7 @@ operator action in the audit log with who and when, and nothing changed by a ref
 
 from __future__ import annotations
 
+import threading
 import time
 
 import httpx
@@ -10,6 +11,7 @@ import pytest
 
 from conftest import ADMIN_TOKEN
 from skyfleet import store
+from skyfleet.errors import ConflictError
 from skyfleet.store import Store
 
 
@@ -139,11 +141,41 @@ def test_tokens_are_stored_hashed(db: Store, api: httpx.Client) -> None:
     assert store.hash_token(token) in dumped
 
 
-@pytest.mark.parametrize("role", ["viewer", "operator", "admin"])
-def test_operator_roles_order(role: str) -> None:
+@pytest.mark.parametrize(
+    ("role", "may"),
+    [
+        ("viewer", {"viewer"}),
+        ("operator", {"viewer", "operator"}),
+        ("admin", {"viewer", "operator", "admin"}),
+    ],
+)
+def test_each_role_may_do_what_the_weaker_roles_may(role: str, may: set[str]) -> None:
     who = store.Operator("x", role)
-    assert [who.may(r) for r in store.OPERATOR_ROLES] == [
-        store.OPERATOR_ROLES.index(r) <= store.OPERATOR_ROLES.index(role)
-        for r in store.OPERATOR_ROLES
-    ]
+    assert {r for r in ("viewer", "operator", "admin") if who.may(r)} == may
     assert who.actor == "operator:x"
+
+
+def test_two_admins_revoked_at_once_leave_one(db: Store) -> None:
+    with db.begin() as conn:
+        store.create_operator_token(conn, 1.0, name="ann", role="admin", actor="t")
+        store.create_operator_token(conn, 1.0, name="bob", role="admin", actor="t")
+        store.revoke_operator_token(conn, 1.0, "admin", actor="t")  # the fixture's
+    results: dict[str, str] = {}
+
+    def revoke_bob() -> None:
+        try:
+            with db.begin() as conn:
+                store.revoke_operator_token(conn, 2.0, "bob", actor="t")
+            results["bob"] = "revoked"
+        except ConflictError:
+            results["bob"] = "refused"
+
+    with db.begin() as conn:  # ann's revocation is under way, not committed ...
+        store.revoke_operator_token(conn, 2.0, "ann", actor="t")
+        other = threading.Thread(target=revoke_bob)
+        other.start()  # ... while bob's starts
+        other.join(timeout=0.5)
+    other.join(timeout=30)
+    assert results == {"bob": "refused"}
+    with db.read() as conn:
+        assert store.count_operators(conn, role="admin") == 1

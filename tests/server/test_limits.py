@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from skyfleet.errors import InputError, TooLargeError
+from skyfleet.server._errors import DEVICE_AUTH_FAILED
 from skyfleet.server._limits import BodyLimit, DeviceRateLimit, RateLimiter, mark_device
 
 GOOD = "TargetToken good"
@@ -85,6 +86,7 @@ async def device_app(scope: Any, receive: Any, send: Any) -> None:
     """A device API that accepts the token 'good', and knows only base polls."""
     known = scope["path"].removeprefix(scope["root_path"]).count("/") == 4
     if dict(scope["headers"]).get(b"authorization") != GOOD.encode():
+        scope[DEVICE_AUTH_FAILED] = True  # as the server's DeviceAuthError handler does
         status = 401
     elif known:
         mark_device(scope)
@@ -276,3 +278,73 @@ def test_requests_without_a_body_pass_untouched() -> None:
     app = bodies(reader)
     answer = call(app, "/x", method="GET", headers=[("content-length", "10000")])
     assert (answer.status, reader.called) == (200, 1)
+
+
+def test_requests_sent_in_parallel_cannot_all_pass_the_device_check() -> None:
+    """All in flight before any answer starts: only the burst is let through."""
+    clock = FakeClock()
+    release = asyncio.Event()
+
+    async def slow_app(scope: Any, receive: Any, send: Any) -> None:
+        mark_device(scope)
+        await release.wait()
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"{}"})
+
+    app = DeviceRateLimit(
+        slow_app, clock=clock, rate_per_s=1.0, burst=3, auth_fail_rate_per_s=0.1, auth_fail_burst=2
+    )
+
+    async def one() -> int:
+        sent: list[dict[str, Any]] = []
+        scope = {
+            "type": "http",
+            "method": "GET",
+            "path": "/DEFAULT/controller/v1/car-1",
+            "headers": [],
+            "client": ("10.0.0.1", 1),
+        }
+
+        async def send(message: dict[str, Any]) -> None:
+            sent.append(message)
+
+        async def receive() -> dict[str, Any]:
+            return {"type": "http.request", "body": b""}
+
+        await app(scope, receive, send)
+        return int(sent[0]["status"])
+
+    async def burst() -> list[int]:
+        tasks = [asyncio.create_task(one()) for _ in range(10)]
+        await asyncio.sleep(0.01)  # every request is in flight, none answered
+        release.set()
+        return await asyncio.gather(*tasks)
+
+    statuses = asyncio.run(burst())
+    assert sorted(statuses) == [200] * 3 + [429] * 7
+
+
+def test_a_request_that_did_not_authenticate_gives_its_token_back() -> None:
+    clock = FakeClock()
+    app = limited(clock)
+    for _ in range(10):  # unknown paths under the device: neither authenticated nor failed
+        assert call(app, "/DEFAULT/controller/v1/car-1/nothing/here").status == 404
+    assert [poll(app, "car-1").status for _ in range(4)] == [200, 200, 200, 429]
+
+
+@pytest.mark.parametrize(
+    ("first", "second", "shared"),
+    [
+        ("2001:db8:1:2::1", "2001:db8:1:2:ffff::9", True),  # one /64
+        ("2001:db8:1:2::1", "2001:db8:1:3::1", False),  # another /64
+        ("::ffff:10.6.6.6", "10.6.6.6", True),  # IPv4, written either way
+        ("10.6.6.6", "10.6.6.7", False),
+    ],
+)
+def test_failed_auth_budgets_group_ipv6_by_64(first: str, second: str, shared: bool) -> None:
+    clock = FakeClock()
+    app = limited(clock)
+    guesses = [poll(app, "car-1", client=first, auth="TargetToken x").status for _ in range(2)]
+    assert guesses == [401, 401]
+    after = poll(app, "car-2", client=second, auth="TargetToken x").status
+    assert after == (429 if shared else 401)

@@ -41,6 +41,7 @@ from skyfleet.errors import (
 )
 
 __all__ = [
+    "DEVICE_AUTH_FAILED",
     "Error",
     "error_response",
     "error_responses",
@@ -134,6 +135,10 @@ def error_response(
     return JSONResponse({"error": message}, status_code=status, headers=headers)
 
 
+#: The scope key set when a request failed device authentication (it is answered 401).
+DEVICE_AUTH_FAILED = "skyfleet.device_auth_failed"
+
+
 def exception_response(exc: SkyfleetError) -> JSONResponse:
     """The answer to one of skyfleet's errors: its status (404, 429, ...), message and headers
     (``Retry-After`` for a rate limit, in whole seconds)."""
@@ -167,7 +172,9 @@ def install_error_handlers(app: FastAPI) -> None:
     """Map skyfleet's exceptions, validation errors and anything unexpected to JSON errors."""
 
     @app.exception_handler(SkyfleetError)
-    async def _skyfleet(_request: Request, exc: SkyfleetError) -> JSONResponse:
+    async def _skyfleet(request: Request, exc: SkyfleetError) -> JSONResponse:
+        if isinstance(exc, DeviceAuthError):
+            request.scope[DEVICE_AUTH_FAILED] = True  # for the rate limiter's failed-auth budget
         return exception_response(exc)
 
     @app.exception_handler(RequestValidationError)

@@ -16,6 +16,8 @@ rate. Buckets live in memory only; a restart starts every bucket full.
 
 from __future__ import annotations
 
+import functools
+import ipaddress
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -38,8 +40,9 @@ _BODILESS = frozenset({"GET", "HEAD", "OPTIONS"})
 def mark_device(scope: Scope) -> None:
     """Note that this request authenticated as the device its path names.
 
-    Only such requests are charged to the device's bucket; a request that ends in 401 is charged
-    to the client's address instead. The device routes call this once the token was accepted.
+    Only such requests keep the token they took from the device's bucket; a request that ends
+    in 401 is charged to the client's address instead. The device routes call this once the
+    token was accepted.
     """
     scope[_AUTHENTICATED] = True
 
@@ -62,6 +65,9 @@ class RateLimiter:
     1.0
     >>> limiter.wait_s("car-1", 1.0), limiter.wait_s("car-2", 0.0)
     (0.0, 0.0)
+    >>> limiter.refund("car-1", 0.0)  # one request turned out not to be car-1's
+    >>> limiter.wait_s("car-1", 0.0)
+    0.0
     """
 
     __slots__ = ("_full_at", "_interval_s", "_slack_s", "burst", "max_keys", "rate_per_s")
@@ -103,6 +109,21 @@ class RateLimiter:
             full_at = now_s
         self._full_at[key] = full_at + self._interval_s
 
+    def refund(self, key: str, now_s: float) -> None:
+        """Give back a token :meth:`charge` took (the request turned out not to be ``key``'s).
+
+        A bucket never gets fuller than full: one that is full again (at ``now_s``, or any time
+        after it) is forgotten, as if it had never been charged.
+        """
+        full_at = self._full_at.get(key)
+        if full_at is None:
+            return
+        full_at -= self._interval_s
+        if full_at > now_s:
+            self._full_at[key] = full_at
+        else:
+            del self._full_at[key]
+
     def _prune(self, now_s: float) -> None:
         """Forget the full buckets, then the oldest, down to half of ``max_keys``."""
         kept = {k: t for k, t in self._full_at.items() if t > now_s}
@@ -117,9 +138,11 @@ class DeviceRateLimit:
 
     A request whose device (``rate_per_s``, ``burst``) or whose client address (for failed
     authentication: ``auth_fail_rate_per_s``, ``auth_fail_burst``) has no token left gets 429
-    with ``Retry-After``, before it is read. Afterwards, a request that authenticated as its
-    device (:func:`mark_device`) costs that device a token; one answered 401 costs its client
-    address a token; anything else costs nothing. So a device's rate is used up only by
+    with ``Retry-After``, before it is read. An admitted request takes its device's token at
+    once (so that requests sent in parallel cannot all pass), and gets it back if it did not
+    authenticate as that device (:func:`mark_device`); one answered 401 costs its client
+    address a token (IPv6 addresses by their /64, which one client may hold whole); anything
+    else costs nothing. So a device's rate is used up only by
     requests carrying its token, while a client guessing tokens is slowed down, and with it
     every device behind the same address (behind a reverse proxy, let uvicorn take the client
     address from ``X-Forwarded-For``). A rate of 0 turns that limit off. ``clock`` gives
@@ -160,6 +183,8 @@ class DeviceRateLimit:
         device = path[start + len(_DEVICE_PATH) :].partition("/")[0]
         client = scope.get("client")
         address: str = client[0] if client else "unknown"
+        if ":" in address:  # IPv6; IPv4 (the common case) needs no parsing
+            address = _ipv6_key(address)
         now_s = self.clock()
         devices, failures = self.devices, self.failures
         refusal = None
@@ -170,17 +195,45 @@ class DeviceRateLimit:
         if refusal is not None:
             await exception_response(refusal)(scope, receive, send)
             return
+        if devices is not None:
+            # Taken now, not when the answer starts: requests in flight at once all count.
+            devices.charge(device, now_s)
+        status = 0
 
-        async def charging_send(message: Message) -> None:
+        async def watching_send(message: Message) -> None:
+            nonlocal status
             if message["type"] == "http.response.start":
-                if scope.get(_AUTHENTICATED):
-                    if devices is not None:
-                        devices.charge(device, now_s)
-                elif message["status"] == 401 and failures is not None:
-                    failures.charge(address, now_s)
+                status = message["status"]
             await send(message)
 
-        await self.app(scope, receive, charging_send)
+        try:
+            await self.app(scope, receive, watching_send)
+        finally:
+            if not scope.get(_AUTHENTICATED):
+                if devices is not None:
+                    devices.refund(device, now_s)  # not the device's request: its token back
+                if status == 401 and failures is not None:
+                    failures.charge(address, now_s)
+
+
+@functools.lru_cache(maxsize=4096)
+def _ipv6_key(host: str) -> str:
+    """The failed-auth bucket of an IPv6 client: its /64 (one client may hold a whole /64 and
+    take a new address for every guess), or the IPv4 address an IPv4-mapped one carries.
+    Cached: parsing costs several microseconds, and a client keeps its address.
+
+    >>> _ipv6_key("2001:db8:1:2:aaaa::1"), _ipv6_key("2001:db8:1:2:bbbb::9")
+    ('2001:db8:1:2::/64', '2001:db8:1:2::/64')
+    >>> _ipv6_key("::ffff:203.0.113.7"), _ipv6_key("not:an-address")
+    ('203.0.113.7', 'not:an-address')
+    """
+    try:
+        address = ipaddress.IPv6Address(host)
+    except ValueError:
+        return host
+    if address.ipv4_mapped is not None:
+        return str(address.ipv4_mapped)
+    return f"{ipaddress.IPv6Address(int(address) >> 64 << 64)}/64"
 
 
 def _device_refusal(limiter: RateLimiter, device: str, wait_s: float) -> RateLimitError:

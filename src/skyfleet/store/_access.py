@@ -136,6 +136,12 @@ def revoke_operator_token(conn: Connection, now_s: float, name: str, *, actor: s
 
     The last live admin token cannot be revoked (nobody could manage tokens afterwards).
     """
+    # Lock every live admin first: two revocations at once must not both see "one more left".
+    live_admins = conn.execute(
+        select(operator_tokens.c.name)
+        .where(operator_tokens.c.role == "admin", operator_tokens.c.revoked_at.is_(None))
+        .with_for_update()
+    ).all()
     row = conn.execute(
         select(operator_tokens.c.role)
         .where(operator_tokens.c.name == name, operator_tokens.c.revoked_at.is_(None))
@@ -145,7 +151,7 @@ def revoke_operator_token(conn: Connection, now_s: float, name: str, *, actor: s
         raise NotFoundError(
             f"no live operator token {name!r}; list them with 'skyfleet token list'"
         )
-    if row.role == "admin" and count_operators(conn, role="admin") <= 1:
+    if row.role == "admin" and len(live_admins) <= 1:
         raise ConflictError(f"{name!r} is the last admin token; create another admin first")
     conn.execute(
         update(operator_tokens).where(operator_tokens.c.name == name).values(revoked_at=now_s)

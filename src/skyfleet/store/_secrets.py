@@ -3,6 +3,7 @@ anyone else can read them, as ssh does with private keys."""
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 import tempfile
@@ -31,8 +32,15 @@ def private_dir(folder: Path) -> Path:
 
 def write_private(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` readable by the owner only (mode 600), atomically: a crash
-    leaves the old file or the new one, never half of one, and never a moment of wider mode."""
-    private_dir(path.parent)
+    leaves the old file or the new one, never half of one, and never a moment of wider mode.
+
+    A missing folder is made for the owner only (700); an existing one keeps its mode (the
+    first admin token goes beside the database, whose folder others may need to enter).
+    """
+    try:
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except OSError as exc:
+        raise KeyStoreError(f"cannot create {str(path.parent)!r}: {exc.strerror}") from None
     try:
         handle, tmp = tempfile.mkstemp(prefix=f".{path.name}-", dir=path.parent)  # mode 600
         try:
@@ -49,22 +57,30 @@ def write_private(path: Path, data: bytes) -> None:
 
 
 def read_private(path: Path) -> bytes:
-    """The bytes of a secret file; :class:`KeyStoreError` when it is missing, not a regular
-    file, or readable or writable by the group or others."""
+    """The bytes of a secret file; :class:`KeyStoreError` when it is missing, a link, not a
+    regular file, or readable or writable by the group or others.
+
+    The checks are made on the file that was opened (``O_NOFOLLOW``, then ``fstat``), so the
+    file cannot be swapped between the check and the read.
+    """
     try:
-        info = path.lstat()
+        handle = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
     except FileNotFoundError:
         raise KeyStoreError(f"secret file {str(path)!r} does not exist") from None
     except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise KeyStoreError(f"{str(path)!r} is a link; refusing to use it") from None
         raise KeyStoreError(f"cannot read {str(path)!r}: {exc.strerror}") from None
-    if not stat.S_ISREG(info.st_mode):
-        raise KeyStoreError(f"{str(path)!r} is not a regular file (a link?); refusing to use it")
-    mode = stat.S_IMODE(info.st_mode)
-    if mode & 0o077:
-        raise KeyStoreError(
-            f"{str(path)!r} is open to others (mode {mode:03o}); run 'chmod 600 {path}'"
-        )
-    try:
-        return path.read_bytes()
-    except OSError as exc:
-        raise KeyStoreError(f"cannot read {str(path)!r}: {exc.strerror}") from None
+    with os.fdopen(handle, "rb") as opened:
+        info = os.fstat(opened.fileno())
+        if not stat.S_ISREG(info.st_mode):
+            raise KeyStoreError(f"{str(path)!r} is not a regular file; refusing to use it")
+        mode = stat.S_IMODE(info.st_mode)
+        if mode & 0o077:
+            raise KeyStoreError(
+                f"{str(path)!r} is open to others (mode {mode:03o}); run 'chmod 600 {path}'"
+            )
+        try:
+            return opened.read()
+        except OSError as exc:
+            raise KeyStoreError(f"cannot read {str(path)!r}: {exc.strerror}") from None
