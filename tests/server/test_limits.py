@@ -140,6 +140,22 @@ def test_buckets_are_bounded_full_ones_dropped_first() -> None:
         assert len(limiter) <= 100
 
 
+def test_a_token_given_back_never_makes_a_bucket_fuller_than_full() -> None:
+    limiter = RateLimiter(rate_per_s=1.0, burst=2)
+    limiter.charge("car", 0.0)
+    limiter.charge("car", 0.0)
+    assert limiter.wait_s("car", 0.0) == pytest.approx(1.0)
+    limiter.refund("car", 0.0)
+    assert limiter.wait_s("car", 0.0) == 0.0  # one token back
+    limiter.refund("car", 0.0)
+    limiter.refund("car", 0.0)  # more than were taken
+    limiter.refund("bus", 0.0)  # never taken
+    assert len(limiter) == 0  # full buckets are forgotten
+    limiter.charge("car", 0.0)
+    limiter.charge("car", 0.0)
+    assert limiter.wait_s("car", 0.0) == pytest.approx(1.0)  # still a burst of 2, not 3 or 4
+
+
 @pytest.mark.parametrize(("rate", "burst"), [(0.0, 5), (-1.0, 5), (float("nan"), 5), (1.0, 0)])
 def test_a_bucket_that_cannot_work_is_refused(rate: float, burst: int) -> None:
     with pytest.raises(InputError):

@@ -78,21 +78,3 @@ def test_init_trust_refuses_unknown_roles(db: Store, tmp_path: Path) -> None:
 def _audit(db: Store) -> list[dict[str, object]]:
     with db.read() as conn:
         return store.list_audit(conn, limit=100)
-
-
-def test_a_secret_beside_the_database_leaves_its_folder_as_it_was(tmp_path: Path) -> None:
-    shared = tmp_path / "srv"
-    shared.mkdir(mode=0o755)
-    shared.chmod(0o755)
-    store.write_private(shared / "skyfleet-admin.token", b"sfo_x\n")
-    assert shared.stat().st_mode & 0o777 == 0o755  # other services still enter it
-    assert (shared / "skyfleet-admin.token").stat().st_mode & 0o777 == 0o600
-    store.write_private(tmp_path / "new" / "deeper" / "secret", b"x")
-    assert (tmp_path / "new" / "deeper").stat().st_mode & 0o777 == 0o700  # made: private
-
-
-def test_a_fifo_is_not_read_as_a_secret(tmp_path: Path) -> None:
-    fifo = tmp_path / "key.pem"
-    os.mkfifo(fifo, 0o600)
-    with pytest.raises(KeyStoreError, match="not a regular file"):
-        store.read_private(fifo)

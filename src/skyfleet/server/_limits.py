@@ -26,6 +26,7 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from skyfleet.errors import InputError, RateLimitError, TooLargeError
+from skyfleet.server._errors import DEVICE_AUTH_FAILED as _FAILED
 from skyfleet.server._errors import exception_response
 
 __all__ = ["BodyLimit", "DeviceRateLimit", "RateLimiter", "mark_device"]
@@ -140,13 +141,13 @@ class DeviceRateLimit:
     authentication: ``auth_fail_rate_per_s``, ``auth_fail_burst``) has no token left gets 429
     with ``Retry-After``, before it is read. An admitted request takes its device's token at
     once (so that requests sent in parallel cannot all pass), and gets it back if it did not
-    authenticate as that device (:func:`mark_device`); one answered 401 costs its client
-    address a token (IPv6 addresses by their /64, which one client may hold whole); anything
-    else costs nothing. So a device's rate is used up only by
-    requests carrying its token, while a client guessing tokens is slowed down, and with it
-    every device behind the same address (behind a reverse proxy, let uvicorn take the client
-    address from ``X-Forwarded-For``). A rate of 0 turns that limit off. ``clock`` gives
-    seconds (monotonic).
+    authenticate as that device (:func:`mark_device`); one answered 401 (the app's handler for
+    :class:`~skyfleet.errors.DeviceAuthError` marks it) costs its client address a token (an
+    IPv6 client by its /64, which one client may hold whole); anything else costs nothing. So a
+    device's rate is used up only by requests carrying its token, while a client guessing
+    tokens is slowed down, and with it every device behind the same address (behind a reverse
+    proxy, let uvicorn take the client address from ``X-Forwarded-For``). A rate of 0 turns
+    that limit off. ``clock`` gives seconds (monotonic).
 
     Added after :class:`~skyfleet.server._poll_path.BasePollShortPath`, so that it sees the
     base polls too.
@@ -198,21 +199,13 @@ class DeviceRateLimit:
         if devices is not None:
             # Taken now, not when the answer starts: requests in flight at once all count.
             devices.charge(device, now_s)
-        status = 0
-
-        async def watching_send(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
         try:
-            await self.app(scope, receive, watching_send)
+            await self.app(scope, receive, send)
         finally:
             if not scope.get(_AUTHENTICATED):
                 if devices is not None:
                     devices.refund(device, now_s)  # not the device's request: its token back
-                if status == 401 and failures is not None:
+                if failures is not None and scope.get(_FAILED):  # answered 401
                     failures.charge(address, now_s)
 
 

@@ -136,10 +136,13 @@ def revoke_operator_token(conn: Connection, now_s: float, name: str, *, actor: s
 
     The last live admin token cannot be revoked (nobody could manage tokens afterwards).
     """
-    # Lock every live admin first: two revocations at once must not both see "one more left".
+    # Lock every live admin before counting them: two revocations at once must not both see
+    # "one more left". Always first and by name, so that two revocations lock in one order and
+    # the second waits for the first (SQLite's BEGIN IMMEDIATE serialises writers anyway).
     live_admins = conn.execute(
         select(operator_tokens.c.name)
         .where(operator_tokens.c.role == "admin", operator_tokens.c.revoked_at.is_(None))
+        .order_by(operator_tokens.c.name)
         .with_for_update()
     ).all()
     row = conn.execute(
