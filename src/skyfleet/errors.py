@@ -32,6 +32,9 @@ and exits with status 2.
     │   ├── ForbiddenError               a token whose role may not do this (403)
     │   ├── RateLimitError               a client over its request rate (429)
     │   └── TooLargeError                a request body over the server's limit (413)
+    ├── PowershareError
+    │   ├── UnknownDeviceError           a vehicle, home battery or load profile name that does not exist
+    │   └── PowershareConfigError        a device or scenario that cannot work (negative capacity, ...)
     ├── StoreError                       a database that cannot be opened, has a newer schema, or is unreachable
     └── ApiError                         a server that refused a request or cannot be reached
 """
@@ -55,6 +58,8 @@ __all__ = [
     "NotFoundError",
     "OperatorAuthError",
     "OrbitsError",
+    "PowershareConfigError",
+    "PowershareError",
     "PlaceError",
     "RateLimitError",
     "ReleaseError",
@@ -65,6 +70,7 @@ __all__ = [
     "TLEError",
     "TooLargeError",
     "TrustError",
+    "UnknownDeviceError",
     "UnknownConstellationError",
     "UntrustedUpdateError",
 ]
@@ -180,6 +186,19 @@ class RateLimitError(AccessError):
 
 class TooLargeError(AccessError):
     """A request body larger than the server accepts for that route."""
+
+
+class PowershareError(SkyfleetError):
+    """Base of the errors of :mod:`skyfleet.powershare`."""
+
+
+class UnknownDeviceError(PowershareError, LookupError):
+    """A vehicle, home battery or load profile name that is not in the catalogue."""
+
+
+class PowershareConfigError(PowershareError, ValueError):
+    """A device, trip setting or scenario that cannot work: a negative capacity, a state of
+    charge over 100 %, a signalling band outside a device's trip settings."""
 
 
 class StoreError(SkyfleetError):
