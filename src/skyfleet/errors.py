@@ -58,9 +58,9 @@ __all__ = [
     "NotFoundError",
     "OperatorAuthError",
     "OrbitsError",
+    "PlaceError",
     "PowershareConfigError",
     "PowershareError",
-    "PlaceError",
     "RateLimitError",
     "ReleaseError",
     "RolloutError",
@@ -70,8 +70,8 @@ __all__ = [
     "TLEError",
     "TooLargeError",
     "TrustError",
-    "UnknownDeviceError",
     "UnknownConstellationError",
+    "UnknownDeviceError",
     "UntrustedUpdateError",
 ]
 

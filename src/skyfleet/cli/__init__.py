@@ -15,6 +15,7 @@ from skyfleet import __version__
 from skyfleet.cli._common import err, fail
 from skyfleet.cli._demo import demo
 from skyfleet.cli._links import constellation_app, link, places_app
+from skyfleet.cli._powershare import powershare_app
 from skyfleet.cli._rollouts import device_app, release_app, rollout_app
 from skyfleet.cli._serve import serve
 from skyfleet.cli._tokens import token_app
@@ -25,7 +26,7 @@ __all__ = ["app", "main"]
 
 app = typer.Typer(
     name="skyfleet",
-    help="Run a satellite-connected fleet: LEO links from anywhere, staged OTA rollouts.",
+    help="Run a satellite-connected fleet: LEO links from anywhere, staged OTA rollouts, vehicle-to-home power sharing.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
@@ -47,9 +48,11 @@ def _root(
         ),
     ] = False,
 ) -> None:
-    """Run a satellite-connected fleet: LEO links from anywhere, staged OTA rollouts.
+    """Run a satellite-connected fleet: LEO links from anywhere, staged OTA rollouts,
+    vehicle-to-home power sharing.
 
-    Start with 'skyfleet demo', then 'skyfleet link --help' or 'skyfleet serve --help'.
+    Start with 'skyfleet demo', then 'skyfleet link --help', 'skyfleet serve --help' or
+    'skyfleet powershare --help'.
     """
 
 
@@ -57,6 +60,7 @@ app.command("demo")(demo)
 app.command("link")(link)
 app.add_typer(constellation_app, name="constellation")
 app.add_typer(places_app, name="places")
+app.add_typer(powershare_app, name="powershare")
 app.command("serve")(serve)
 app.add_typer(device_app, name="device")
 app.add_typer(release_app, name="release")
@@ -68,7 +72,9 @@ app.add_typer(trust_app, name="trust")
 def main(argv: list[str] | None = None) -> int:
     """Entry point: run the command line; bad input is one line on stderr and status 2."""
     try:
-        app(args=argv, prog_name="skyfleet", standalone_mode=False)
+        status = app(args=argv, prog_name="skyfleet", standalone_mode=False)
+        if isinstance(status, int) and not isinstance(status, bool):
+            return status  # click hands back typer.Exit(N) as N outside standalone mode
     except SkyfleetError as exc:
         raise SystemExit(fail(str(exc)).exit_code) from None
     except typer.Exit as exc:

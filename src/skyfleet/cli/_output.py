@@ -37,7 +37,7 @@ def check_output_path(path: Path, option: str, suffixes: tuple[str, ...]) -> Non
         ) from None
 
 
-def _atomic(path: Path, write: Callable[[str], None]) -> None:
+def write_atomic(path: Path, write: Callable[[str], None]) -> None:
     """Write through a temporary file beside ``path`` and rename: never a half-written file."""
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
@@ -80,7 +80,7 @@ def write_table(path: Path, columns: dict[str, list[Any]]) -> None:
         import pyarrow as pa
         import pyarrow.parquet as pq
 
-        _atomic(path, lambda tmp: pq.write_table(pa.table(columns), tmp))
+        write_atomic(path, lambda tmp: pq.write_table(pa.table(columns), tmp))
         return
 
     def write_csv(tmp: str) -> None:
@@ -90,7 +90,7 @@ def write_table(path: Path, columns: dict[str, list[Any]]) -> None:
             for row in zip(*columns.values(), strict=True):
                 w.writerow(["" if v is None else v for v in row])
 
-    _atomic(path, write_csv)
+    write_atomic(path, write_csv)
 
 
 def plot_series(path: Path, series: LinkSeries, title: str) -> None:
@@ -129,5 +129,5 @@ def plot_series(path: Path, series: LinkSeries, title: str) -> None:
     ax.grid(alpha=0.3)
     ax.legend(loc="upper right", fontsize=8)
     fig.tight_layout()
-    _atomic(path, lambda tmp: fig.savefig(tmp, format="png"))
+    write_atomic(path, lambda tmp: fig.savefig(tmp, format="png"))
     plt.close(fig)

@@ -123,15 +123,15 @@ def carrier_role(
     plan: Any,
 ) -> tuple[bool, float, float]:
     """Debounced "carrying the house": true after the bus has sat below ``f_dis_hz`` for
-    ``support_s``, false after it has sat in the home batteries' band (a home battery holds the
-    bus up) for ``release_s``. A motor start is not a role change, and neither is solar surplus
-    pushing the bus into the frequency-watt band above every battery's. Returns
-    ``(carrying, below_s, above_s)``."""
-    home_top = max(plan[_RECHARGE], plan[_NOMINAL] + plan[_BAND]) + 2.0 * plan[_HOME_DROOP]
+    ``support_s``, false after it has sat in the band where only a home battery that is not low
+    sets the frequency (above the vehicle's, below ``recharge_hz``) for ``release_s``. A motor
+    start is not a role change, and neither is solar surplus lifting the bus to where low home
+    batteries recharge or solar curtails: the home battery is still low, the sun may go.
+    Returns ``(carrying, below_s, above_s)``."""
     if f_hz < f_dis_hz - 0.002:
         below_s += dt_s
         above_s = 0.0
-    elif f_dis_hz + 0.02 < f_hz <= home_top:
+    elif f_dis_hz + 0.02 < f_hz < plan[_RECHARGE]:
         above_s += dt_s
         below_s = 0.0
     else:

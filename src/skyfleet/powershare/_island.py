@@ -22,11 +22,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from skyfleet.errors import PowershareConfigError
+from skyfleet.errors import PowershareConfigError, UnknownDeviceError
 from skyfleet.powershare import _kernel as K  # noqa: N812 (the kernel's field indices, K.X_E_WH, ...)
 from skyfleet.powershare._devices import HomeBatterySpec, SolarSpec, TripSettings, VehicleSpec
 from skyfleet.powershare._plan import FrequencyPlan, check_plan
-from skyfleet.powershare._profiles import load_series, solar_series
+from skyfleet.powershare._profiles import LOAD_NAMES, load_series, solar_series
 
 __all__ = ["DeviceResult", "IslandResult", "Limits", "Scenario", "simulate"]
 
@@ -55,6 +55,10 @@ class Scenario:
         if len(self.home_batteries) > MAX_HOME_BATTERIES:
             raise PowershareConfigError(
                 f"at most {MAX_HOME_BATTERIES} home batteries, got {len(self.home_batteries)}"
+            )
+        if self.load not in LOAD_NAMES:
+            raise UnknownDeviceError(
+                f"unknown load profile {self.load!r}: use one of {', '.join(LOAD_NAMES)}"
             )
         socs = self.home_socs()
         if len(socs) != len(self.home_batteries):
@@ -213,7 +217,7 @@ class IslandResult:
 def _columns(labels: list[str]) -> list[str]:
     base = ["t_s", "f_min_hz", "f_max_hz", "v_min_pu", "v_max_pu", "load_w", "served_w", "solar_w"]
     for label in labels:
-        base += [f"{label}.p_w", f"{label}.soc_pct", f"{label}.role"]
+        base += [f"{label}.p_w", f"{label}.q_var", f"{label}.soc_pct", f"{label}.role"]
     return base
 
 
@@ -314,7 +318,7 @@ def _run_group(
     rec_every = 0
     if record_every_s is not None:
         rec_every = max(1, round(record_every_s / dt_s))
-    rec = np.zeros((n, nsteps // rec_every if rec_every else 0, K.NR_BASE + 3 * slots))
+    rec = np.zeros((n, nsteps // rec_every if rec_every else 0, K.NR_BASE + K.NR_DEV * slots))
     e0 = state["x"][:, :, K.X_E_WH].copy()
     chunk = max(1, int(chunk_s / dt_s))
     if rec_every:

@@ -98,9 +98,10 @@ NA = 11
     S_SOLAR_TRIPS,
 ) = range(16)
 NS = 16
-# record columns (S, NREC, NR_BASE + 3 D)
+# record columns (S, NREC, NR_BASE + NR_DEV D): then per device p_w, q_var, soc_pct, role
 R_T, R_F_MIN, R_F_MAX, R_V_MIN, R_V_MAX, R_LOAD_W, R_SERVED_W, R_SOLAR_W = range(8)
 NR_BASE = 8
+NR_DEV = 4
 # inrush events (S, NEV, 4)
 E_T, E_DUR, E_P, E_Q = range(4)
 
@@ -113,6 +114,7 @@ _WIN_F_LO = PLAN_INDEX["window_low_hz"]
 _WIN_F_HI = PLAN_INDEX["window_high_hz"]
 _WIN_V_LO = PLAN_INDEX["window_low_pu"]
 _WIN_V_HI = PLAN_INDEX["window_high_pu"]
+_JOIN_V_LO = PLAN_INDEX["join_low_pu"]
 _DB_MAX = PLAN_INDEX["dead_bus_max_s"]
 _SLOT = PLAN_INDEX["slot_s"]
 _ROLE_GRACE_S = 60.0  # start-up sequencing is not counted as role changes
@@ -217,8 +219,9 @@ def run(
         bp = np.empty(2 * ne_max)
         p = np.zeros(d)
         hi_dev = np.zeros(d)
+        rating_dev = np.zeros(d)
         fdis = np.zeros(d)
-        racc = np.zeros(NR_BASE + 3 * d)
+        racc = np.zeros(NR_BASE + NR_DEV * d)
         for k in range(k0, k0 + nsteps):
             t = k * dt
             sec = min(int(t), nsec - 1)
@@ -243,11 +246,9 @@ def run(
             f_prev = bus[s, B_F]
             v_prev = bus[s, B_V]
             live_prev = bus[s, B_LIVE] > 0.5
-            in_window = (
-                live_prev
-                and plan[_WIN_F_LO] <= f_prev <= plan[_WIN_F_HI]
-                and plan[_WIN_V_LO] <= v_prev <= plan[_WIN_V_HI]
-            )
+            f_ok = live_prev and plan[_WIN_F_LO] <= f_prev <= plan[_WIN_F_HI]
+            can_join = f_ok and plan[_JOIN_V_LO] <= v_prev <= plan[_WIN_V_HI]
+            in_window = f_ok and plan[_WIN_V_LO] <= v_prev <= plan[_WIN_V_HI]
             # 1. start-up state machines
             new_formers = 0
             for j in range(d):
@@ -276,7 +277,7 @@ def run(
                     if not live_prev:
                         mode = MODE_WAIT
                         x[s, j, X_WAIT] = 0.0
-                    elif in_window:
+                    elif can_join:
                         x[s, j, X_WAIT] += dt
                         if x[s, j, X_WAIT] >= plan[_SYNC]:
                             mode = MODE_ON
@@ -314,6 +315,7 @@ def run(
             for j in range(d):
                 p[j] = 0.0
                 hi_dev[j] = 0.0
+                rating_dev[j] = 0.0
                 if ii[s, j, I_MODE] != MODE_ON:
                     continue
                 soc = 100.0 * x[s, j, X_E_WH] / dev[s, j, K_CAP_WH]
@@ -323,6 +325,7 @@ def run(
                 use_peak = dev[s, j, K_PEAK_S] > 0.0 and x[s, j, X_BUDGET] > 0.0
                 rating = dev[s, j, K_PEAK_W] if use_peak else dev[s, j, K_CONT_W]
                 s_rating += rating
+                rating_dev[j] = rating
                 hi = rating * taper_dis
                 lo = -dev[s, j, K_CHARGE_W] * taper_ch
                 flag = ii[s, j, I_FLAG] != 0
@@ -510,7 +513,9 @@ def run(
                 racc[R_SERVED_W] += served
                 racc[R_SOLAR_W] += p_solar
                 for j in range(d):
-                    racc[NR_BASE + 3 * j] += p[j]
+                    racc[NR_BASE + NR_DEV * j] += p[j]
+                    if live:
+                        racc[NR_BASE + NR_DEV * j + 1] += qload * rating_dev[j] / s_rating
                 if k % rec_every == rec_every - 1 and r < rec.shape[1]:
                     rec[s, r, R_T] = (k + 1) * dt
                     for c in range(R_F_MIN, R_V_MAX + 1):
@@ -518,9 +523,9 @@ def run(
                     for c in range(R_LOAD_W, R_SOLAR_W + 1):
                         rec[s, r, c] = racc[c] / rec_every
                     for j in range(d):
-                        rec[s, r, NR_BASE + 3 * j] = racc[NR_BASE + 3 * j] / rec_every
+                        c0 = NR_BASE + NR_DEV * j
+                        rec[s, r, c0] = racc[c0] / rec_every
+                        rec[s, r, c0 + 1] = racc[c0 + 1] / rec_every
                         cap = dev[s, j, K_CAP_WH]
-                        rec[s, r, NR_BASE + 3 * j + 1] = (
-                            100.0 * x[s, j, X_E_WH] / cap if cap > 0 else 0.0
-                        )
-                        rec[s, r, NR_BASE + 3 * j + 2] = ii[s, j, I_ROLE]
+                        rec[s, r, c0 + 2] = 100.0 * x[s, j, X_E_WH] / cap if cap > 0 else 0.0
+                        rec[s, r, c0 + 3] = ii[s, j, I_ROLE]

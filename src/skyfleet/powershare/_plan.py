@@ -41,6 +41,11 @@ __all__ = ["FrequencyPlan", "check_plan"]
 class FrequencyPlan:
     """Controller constants shared by every firmware level (Hz, %, s, per unit).
 
+    A device joins a live bus whose frequency lies in ``window_low_hz .. window_high_hz`` and
+    whose voltage is at least ``join_low_pu`` (an island sagging under a cold-load pickup needs
+    help, so a sag does not keep the others out); solar enters service only inside the stricter
+    ``window_low_pu .. window_high_pu`` (IEEE 1547's enter-service range, 0.917 .. 1.05 pu).
+
     ``home_droop_hz`` is the drop across a home battery's peak power at full state of charge
     (twice that when nearly empty: the emptier device carries less); ``vehicle_droop_hz`` the
     same for the vehicle across its V2H limit.
@@ -67,8 +72,9 @@ class FrequencyPlan:
     reconnect_s: float = 300.0
     window_low_hz: float = 58.8
     window_high_hz: float = 61.1
-    window_low_pu: float = 0.88
-    window_high_pu: float = 1.10
+    window_low_pu: float = 0.917
+    window_high_pu: float = 1.05
+    join_low_pu: float = 0.6
 
     def __post_init__(self) -> None:
         for f in fields(self):

@@ -1,0 +1,176 @@
+"""``skyfleet powershare``: simulate writes what it says, certify names what fails, bad input is
+one line and status 2 and writes nothing."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+from tests.cli._run import run
+
+SIM = [
+    "powershare",
+    "simulate",
+    "--vehicle",
+    "cybertruck",
+    "--home-battery",
+    "gen2:60",
+    "--home-battery",
+    "gen3",
+    "--load",
+    "essential",
+    "--solar",
+    "8kW",
+    "--start",
+    "11:00",
+    "--outage",
+    "20m",
+]
+
+
+@pytest.mark.parametrize(
+    "command", [["powershare"], ["powershare", "simulate"], ["powershare", "certify"]]
+)
+def test_powershare_commands_have_help(
+    command: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, _ = run([*command, "--help"], capsys)
+    assert code == 0
+    assert "Usage" in out and "--help" in out
+
+
+def test_simulate_json_reports_hours_energy_extremes_and_roles(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    code, out, _ = run([*SIM, "--json"], capsys)
+    assert code == 0
+    s = json.loads(out)
+    assert s["hours_powered"] == pytest.approx(20 / 60, abs=2 / 3600)  # dark only while starting
+    labels = [d["device"] for d in s["devices"]]
+    assert labels == ["vehicle:cybertruck", "home1:gen2", "home2:gen3"]
+    # home batteries first: full ones at midday with solar leave the vehicle untouched
+    assert s["devices"][0]["energy_out_kwh"] == 0.0
+    assert 59.8 < s["lowest_frequency_hz"] <= s["highest_frequency_hz"] < 61.2
+    assert 0.88 < s["lowest_voltage_pu"] <= 1.0
+    assert s["violations"] == []
+    served = s["served_kwh"]
+    supplied = sum(d["energy_out_kwh"] - d["energy_in_kwh"] for d in s["devices"]) + s["solar_kwh"]
+    assert supplied == pytest.approx(served, abs=1e-3)  # kWh, rounded fields
+
+
+def test_simulate_writes_series_summary_and_plot(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out_dir = tmp_path / "run"
+    code, out, err = run([*SIM, "--out", str(out_dir), "--record-every", "10s"], capsys)
+    assert code == 0, err
+    table = pq.read_table(out_dir / "series.parquet").to_pydict()
+    assert len(table["t_s"]) == 20 * 6
+    for col in ("f_min_hz", "v_min_pu", "home1:gen2.p_w", "home1:gen2.q_var", "home2:gen3.soc_pct"):
+        assert col in table
+    assert set(table["vehicle:cybertruck.role"]) <= {"waiting", "syncing", "forming", "following"}
+    summary = json.loads((out_dir / "summary.json").read_text())
+    assert summary["devices"][1]["device"] == "home1:gen2"
+    png = (out_dir / "powershare.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 20_000
+    assert "every invariant held" in out
+
+
+def test_simulate_writes_csv_when_asked(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run([*SIM, "--out", str(tmp_path), "--format", "csv", "--outage", "2m"], capsys)
+    assert code == 0, err
+    header = (tmp_path / "series.csv").read_text().splitlines()[0].split(",")
+    assert header[:3] == ["t_s", "f_min_hz", "f_max_hz"]
+
+
+def test_certify_one_scenario_passes_and_names_it(capsys: pytest.CaptureFixture[str]) -> None:
+    sid = "fw=basic/home=gen1/soc=30,15/load=typical/solar=0kW/start=18:30"
+    code, out, _ = run(["powershare", "certify", "--scenario", sid, "--json"], capsys)
+    assert code == 0
+    report = json.loads(out)
+    assert report["passed"] and report["scenarios"] == 1
+    assert report["matrix"][0]["id"] == sid
+    assert report["trip_tests"]["run"] == report["trip_tests"]["passed"] == 400
+
+
+def test_certify_fails_with_status_1_and_names_what_failed(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # 100 ms steps cannot time a 0.16 s clearing to 2 cycles: the harness must say so
+    sid = "fw=adaptive/home=gen3/soc=90,50/load=essential/solar=0kW/start=03:00"
+    code, out, _ = run(["powershare", "certify", "--scenario", sid, "--step", "100ms"], capsys)
+    assert code == 1
+    assert "FAIL trip/" in out and "of2" in out
+
+
+def test_certify_writes_html_png_and_json(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    sid = "fw=adaptive/home=gen1+gen2+gen3/soc=90,100+90+80/load=typical/solar=8kW/start=12:30"
+    code, _, err = run(["powershare", "certify", "--scenario", sid, "--out", str(tmp_path)], capsys)
+    assert code == 0, err
+    page = (tmp_path / "certification.html").read_text()
+    assert "PASSED" in page and sid in page
+    assert (tmp_path / "certification.png").read_bytes()[:4] == b"\x89PNG"
+    assert json.loads((tmp_path / "certification.json").read_text())["passed"] is True
+
+
+def test_devices_lists_the_catalogue(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(["powershare", "devices", "--json"], capsys)
+    assert code == 0
+    cat = json.loads(out)
+    truck = next(v for v in cat["vehicles"] if v["name"] == "cybertruck")
+    assert truck["v2h_w"] == 11_500.0 and truck["pack_kwh"] == 123.0
+    assert {"gen1", "gen2", "gen3"} <= {h["name"] for h in cat["home_batteries"]}
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["--vehicle", "tractor"], "unknown vehicle 'tractor'"),
+        (["--home-battery", "gen9"], "unknown home battery 'gen9'"),
+        (["--home-battery", "gen2:120"], "between 0 and 100"),
+        (["--home-battery", "gen2:-5"], "between 0 and 100"),
+        (["--home-battery", "gen2:full"], "NAME:SOC"),
+        (["--vehicle-soc", "101"], "between 0 and 100"),
+        (["--reserve", "-1"], "reserve_pct"),
+        (["--breaker", "45"], "45 A breaker"),
+        (["--load", "factory"], "unknown load profile"),
+        (["--solar", "lots"], "cannot read --solar"),
+        (["--outage", "-2h"], "outage"),
+        (["--outage", "0s"], "--outage"),
+        (["--step", "5s"], "--step"),
+        (["--start", "25:00"], "HH:MM"),
+        (["--vehicle-firmware", "beta"], "--vehicle-firmware"),
+        (["--format", "xlsx"], "--format"),
+        (["--vehicle", "none"], "a vehicle or at least one home battery"),
+    ],
+)
+def test_simulate_bad_input_is_one_line_and_status_2(
+    args: list[str], says: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    base = ["powershare", "simulate", "--outage", "1m", "--out", str(tmp_path / "o")]
+    code, _, err = run([*base, *args], capsys)
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error:"), err
+    assert says in lines[0]
+    assert not (tmp_path / "o").exists() or not any((tmp_path / "o").iterdir())
+
+
+def test_certify_bad_scenario_id_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run(["powershare", "certify", "--scenario", "fw=turbo"], capsys)
+    assert code == 2
+    assert len(err.strip().splitlines()) == 1 and "scenario id" in err
+
+
+def test_out_that_is_a_file_is_refused_before_work(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    f = tmp_path / "taken"
+    f.write_text("keep me")
+    code, _, err = run([*SIM, "--out", str(f)], capsys)
+    assert code == 2 and "is a file" in err
+    assert f.read_text() == "keep me"
