@@ -98,11 +98,14 @@ def test_certify_one_scenario_passes_and_names_it(capsys: pytest.CaptureFixture[
 def test_certify_fails_with_status_1_and_names_what_failed(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    # 100 ms steps cannot time a 0.16 s clearing to 2 cycles: the harness must say so
-    sid = "fw=adaptive/home=gen3/soc=90,50/load=essential/solar=0kW/start=03:00"
-    code, out, _ = run(["powershare", "certify", "--scenario", sid, "--step", "100ms"], capsys)
+    # gen1 runs to its reserve and hands the house to the vehicle: roles change, which a
+    # certification that allows none must refuse, naming the scenario and how to re-run it
+    sid = "fw=basic/home=gen1/soc=30,15/load=typical/solar=0kW/start=18:30"
+    argv = ["powershare", "certify", "--scenario", sid, "--max-role-changes", "0"]
+    code, out, _ = run(argv, capsys)
     assert code == 1
-    assert "FAIL trip/" in out and "of2" in out
+    assert f"FAIL {sid}: " in out and "changed role" in out
+    assert f"--scenario '{sid}'" in out
 
 
 def test_certify_writes_html_png_and_json(

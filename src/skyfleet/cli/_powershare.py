@@ -22,6 +22,7 @@ from skyfleet.errors import InputError
 from skyfleet.powershare import (
     FIRMWARES,
     IslandResult,
+    Limits,
     Scenario,
     SolarSpec,
     home_battery,
@@ -216,7 +217,7 @@ def simulate_cmd(
     start: Annotated[
         str, typer.Option("--start", help="Time of day the outage starts, HH:MM.")
     ] = "18:00",
-    step: Annotated[str, typer.Option("--step", help="Simulation step (default 20ms).")] = "20ms",
+    step: Annotated[str, typer.Option("--step", help="Simulation step.")] = "20ms",
     record_every: Annotated[
         str, typer.Option("--record-every", help="Time series interval.")
     ] = "1s",
@@ -315,7 +316,11 @@ def certify_cmd(
     quick: Annotated[
         bool, typer.Option("--quick", help="Every 10th matrix scenario only.")
     ] = False,
-    step: Annotated[str, typer.Option("--step", help="Simulation step (default 20ms).")] = "20ms",
+    step: Annotated[str, typer.Option("--step", help="Simulation step.")] = "20ms",
+    max_role_changes: Annotated[
+        float,
+        typer.Option("--max-role-changes", help="Role changes allowed per device and hour."),
+    ] = 4.0,
     out_dir: Annotated[
         Path | None,
         typer.Option(
@@ -347,6 +352,8 @@ def certify_cmd(
     dt_s = parse_duration(step, "step")
     if not 0 < dt_s <= 1.0:
         raise InputError(f"--step must be more than 0 and at most 1 s, got {step!r}")
+    if not max_role_changes >= 0:
+        raise InputError(f"--max-role-changes must be >= 0, got {max_role_changes}")
     if scenario:
         runs = [scenario_from_id(s) for s in scenario]
     else:
@@ -357,7 +364,9 @@ def certify_cmd(
         _out_dir(out_dir)
     total = sum(round(s.duration_s / dt_s) for s in runs)
     with progress_bar(total, f"certifying {len(runs)} scenarios", enabled=not as_json) as tick:
-        cert = run_certify(runs, dt_s=dt_s, progress=tick)
+        cert = run_certify(
+            runs, dt_s=dt_s, limits=Limits(max_role_changes_per_h=max_role_changes), progress=tick
+        )
     report = cert.as_dict()
     if out_dir is not None:
         write_json(out_dir / "certification.json", report)
@@ -377,9 +386,11 @@ def certify_cmd(
             f"{report['scenario_steps']:,} scenario-steps in {cert.elapsed_s:.1f} s ({rate / 1e6:.2f} M/s)"
         )
         for name, why in cert.failures[:50]:
-            out.print(f"[bold red]FAIL[/] {name}: {'; '.join(why)}")
-            if name.startswith("fw="):
-                out.print(f"     re-run: skyfleet powershare certify --scenario '{name}'")
+            out.print(f"[bold red]FAIL[/] {name}: {'; '.join(why)}", soft_wrap=True)
+            if name.startswith("fw="):  # one unbroken line, to copy
+                out.print(
+                    f"     re-run: skyfleet powershare certify --scenario '{name}'", soft_wrap=True
+                )
         if len(cert.failures) > 50:
             out.print(f"... and {len(cert.failures) - 50} more (see --json or --out)")
         if cert.passed:

@@ -254,17 +254,19 @@ def certify(
     limits: Limits | None = None,
     plan: FrequencyPlan | None = None,
     trips: Sequence[tuple[str, TripSettings]] | None = None,
+    relay_dt_s: float = 0.001,
     progress: Callable[[int], None] | None = None,
 ) -> Certification:
-    """Run the trip harness on every device's settings and the scenarios (the whole
-    :func:`matrix` unless given) and return the verdict."""
+    """Run the trip harness on every device's settings (sampled every ``relay_dt_s``) and the
+    scenarios (the whole :func:`matrix` unless given, at steps of ``dt_s``) and return the
+    verdict."""
     import time
 
     t0 = time.perf_counter()
     harness = [
         (owner, t)
         for owner, settings in (trips if trips is not None else device_trip_settings())
-        for t in trip_tests(settings, dt_s=dt_s)
+        for t in trip_tests(settings, dt_s=relay_dt_s)
     ]
     runs = simulate(
         list(scenarios) if scenarios is not None else matrix(),

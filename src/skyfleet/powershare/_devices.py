@@ -238,7 +238,7 @@ class SolarSpec:
                 "solar: the frequency-watt curve must start below where it ends "
                 f"({self.fw_start_hz} >= {self.fw_full_hz} Hz)"
             )
-        if not (math.isfinite(self.enter_service_s) and self.enter_service_s >= 0):
+        if not self.enter_service_s >= 0:  # inf: never enters service
             raise PowershareConfigError("solar: enter_service_s must be >= 0")
 
 

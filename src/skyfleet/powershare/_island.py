@@ -193,15 +193,6 @@ class IslandResult:
                 )
         if self.solar_trips:
             out.append(f"solar tripped {self.solar_trips} time(s)")
-        for owner, trip in self.trip_settings:
-            if self.f_min_hz <= trip.uf2[0] or self.f_max_hz >= trip.of2[0]:
-                out.append(
-                    f"frequency {self.f_min_hz:.2f}..{self.f_max_hz:.2f} Hz reached {owner}'s fast trip"
-                )
-            if self.v_min_pu <= trip.uv2[0] or self.v_max_pu >= trip.ov2[0]:
-                out.append(
-                    f"voltage {self.v_min_pu:.2f}..{self.v_max_pu:.2f} pu reached {owner}'s fast trip"
-                )
         if self.vehicle_early_kwh > lim.early_vehicle_kwh:
             out.append(
                 f"the vehicle supplied {self.vehicle_early_kwh:.3f} kWh while a home battery "
@@ -293,7 +284,7 @@ def _run_group(
     state = K.new_state(n, slots)
     for s, sc in enumerate(group):
         owners = [(label, spec.trip) for label, spec, _ in sc.devices()]
-        sol = sc.solar or SolarSpec(rated_w=0.0)
+        sol = sc.solar or SolarSpec(rated_w=0.0, enter_service_s=math.inf)  # never in service
         if sc.solar is not None and sc.solar.rated_w > 0:
             owners.append(("solar", sc.solar.trip))
         check_plan(plan, owners, sc.solar)

@@ -390,6 +390,15 @@ def run(
                 v *= max(0.0, ratio)
             else:
                 f, v, served = 0.0, 0.0, 0.0
+            # an exhausted device that cannot carry its share stops energising the bus: it is
+            # out of energy, not tripped; the others carry on, or the house goes dark
+            if live and served < load - 1.0:
+                for j in range(d):
+                    if ii[s, j, I_MODE] == MODE_ON:
+                        soc = 100.0 * x[s, j, X_E_WH] / dev[s, j, K_CAP_WH]
+                        if soc <= dev[s, j, K_RESERVE] + plan[_TAPER]:
+                            ii[s, j, I_MODE] = MODE_WAIT
+                            x[s, j, X_WAIT] = 0.0
             # 5. protection, energy, roles
             for j in range(d):
                 if ii[s, j, I_MODE] != MODE_ON:

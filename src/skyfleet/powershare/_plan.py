@@ -66,7 +66,7 @@ class FrequencyPlan:
     sync_s: float = 2.0
     support_s: float = 10.0
     release_s: float = 120.0
-    taper_pct: float = 1.0
+    taper_pct: float = 0.1
     peak_recover: float = 0.1
     voltage_droop_pu: float = 0.05
     reconnect_s: float = 300.0
@@ -81,6 +81,9 @@ class FrequencyPlan:
             value = getattr(self, f.name)
             if not math.isfinite(value) or value < 0:
                 raise PowershareConfigError(f"frequency plan: {f.name} must be >= 0, got {value}")
+        for name in ("home_droop_hz", "vehicle_droop_hz", "slot_s", "taper_pct"):
+            if getattr(self, name) <= 0:
+                raise PowershareConfigError(f"frequency plan: {name} must be > 0")
         if not self.low_pct < self.high_pct <= 100.0:
             raise PowershareConfigError(
                 "frequency plan: the hand-over threshold low_pct must be below high_pct "
