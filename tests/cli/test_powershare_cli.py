@@ -177,3 +177,62 @@ def test_out_that_is_a_file_is_refused_before_work(
     code, _, err = run([*SIM, "--out", str(f)], capsys)
     assert code == 2 and "is a file" in err
     assert f.read_text() == "keep me"
+
+
+GEN4 = {
+    "capacity_kwh": 20.0,
+    "continuous_kw": 10.0,
+    "peak_kw": 12.0,
+    "peak_s": 10.0,
+    "charge_kw": 8.0,
+    "reserve_pct": 10.0,
+    "efficiency": 0.95,
+    "firmware": "adaptive",
+}
+
+
+def test_simulate_takes_your_own_devices(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    f = tmp_path / "mine.json"
+    f.write_text(json.dumps({"home_batteries": {"gen4": GEN4}}))
+    argv = ["powershare", "simulate", "--devices", str(f), "--home-battery", "gen4:50"]
+    code, out, err = run([*argv, "--load", "essential", "--outage", "10m", "--json"], capsys)
+    assert code == 0, err
+    s = json.loads(out)
+    gen4 = s["devices"][1]
+    assert gen4["device"] == "home1:gen4" and gen4["energy_out_kwh"] > 0
+    # 20 kWh at 50 %: the state of charge falls by what it delivered, through its efficiency
+    drop_kwh = (gen4["soc_start_pct"] - gen4["soc_end_pct"]) / 100 * 20.0
+    assert drop_kwh == pytest.approx(gen4["energy_out_kwh"] / 0.95, abs=2e-3)
+
+
+@pytest.mark.parametrize(
+    ("row", "says"),
+    [
+        ({"capacity_kwh": -13.5}, "capacity_kwh must be a positive number"),
+        ({"peak_kw": 5.0}, "peak power is below continuous"),
+        ({"reserve_pct": 120.0}, "between 0 and 100"),
+        ({"capacity_kwh": "big"}, "capacity_kwh must be a number"),
+        ({"firmware": "beta"}, "unknown firmware"),
+    ],
+)
+def test_bad_device_file_is_one_line_and_status_2(
+    row: dict[str, object], says: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    f = tmp_path / "mine.json"
+    f.write_text(json.dumps({"home_batteries": {"gen4": GEN4 | row}}))
+    code, _, err = run(["powershare", "devices", "--devices", str(f)], capsys)
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and says in lines[0] and "gen4" in lines[0], err
+
+
+@pytest.mark.parametrize("text", ["{not json", '["a list"]', '{"trucks": {}}'])
+def test_device_file_that_is_not_a_catalogue_is_refused(
+    text: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    f = tmp_path / "mine.json"
+    f.write_text(text)
+    code, _, err = run(["powershare", "simulate", "--devices", str(f)], capsys)
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "--devices" in err

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import tempfile
 from pathlib import Path
@@ -18,7 +19,7 @@ from skyfleet.cli._power_report import (
     write_json,
     write_series,
 )
-from skyfleet.errors import InputError
+from skyfleet.errors import InputError, PowershareError
 from skyfleet.powershare import (
     FIRMWARES,
     IslandResult,
@@ -34,7 +35,7 @@ from skyfleet.powershare import (
 )
 from skyfleet.powershare._certify import certify as run_certify
 from skyfleet.powershare._certify import matrix, scenario_from_id, scenario_id
-from skyfleet.powershare._devices import describe, spec_dict
+from skyfleet.powershare._devices import describe, merge_catalogue, spec_dict
 
 powershare_app = typer.Typer(
     help="Vehicle-to-home with home batteries, no network between them: simulate and certify.",
@@ -73,6 +74,34 @@ def _home(text: str) -> tuple[str, float]:
         raise InputError(
             f"cannot read --home-battery {text!r}: write NAME or NAME:SOC, e.g. gen2:80"
         ) from None
+
+
+def read_devices(path: Path | None) -> dict[str, Any] | None:
+    """The packaged catalogue merged with a user's device file (JSON), or None without one."""
+    if path is None:
+        return None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise InputError(
+            f"--devices {str(path)!r}: cannot read it ({exc.strerror or exc})"
+        ) from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InputError(f"--devices {str(path)!r} is not JSON: {exc}") from None
+    try:
+        return merge_catalogue(data)
+    except PowershareError as exc:
+        raise InputError(f"--devices {str(path)!r}: {exc}") from None
+
+
+_DevicesOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--devices",
+        help="Your own vehicles and home batteries: a JSON file shaped like the packaged "
+        "catalogue (see src/skyfleet/data/powershare.json), added to it.",
+    ),
+]
 
 
 def _out_dir(path: Path) -> Path:
@@ -234,6 +263,7 @@ def simulate_cmd(
     as_json: Annotated[
         bool, typer.Option("--json", help="Print one JSON object instead of tables.")
     ] = False,
+    devices: _DevicesOption = None,
 ) -> None:
     """Simulate a house through an outage: who forms the grid, who follows, for how long.
 
@@ -261,6 +291,7 @@ def simulate_cmd(
     if rec_s < dt_s:
         raise InputError(f"--record-every {record_every!r} is shorter than the step {step!r}")
     solar_w = parse_power_w(solar, "--solar")
+    catalogue = read_devices(devices)
     spec_v = (
         None
         if vehicle_name == "none"
@@ -269,12 +300,13 @@ def simulate_cmd(
             breaker_a=breaker,
             firmware=vehicle_firmware,
             reserve_pct=reserve,
+            catalogue=catalogue,
         )
     )
     parsed = [_home(h) for h in homes or []]
     scenario = Scenario(
         vehicle=spec_v,
-        home_batteries=tuple(home_battery(name) for name, _ in parsed),
+        home_batteries=tuple(home_battery(name, catalogue=catalogue) for name, _ in parsed),
         vehicle_soc_pct=vehicle_soc,
         home_soc_pct=tuple(soc for _, soc in parsed),
         load=load,
@@ -401,18 +433,28 @@ def certify_cmd(
         raise typer.Exit(1)
 
 
+def _first_breaker(name: str, cat: dict[str, Any] | None) -> int:
+    """60 A where the vehicle has a limit for it, else its first listed breaker."""
+    limits = (cat or {}).get("vehicles", {}).get(name, {}).get("v2h_kw_by_breaker_a", {"60": 0})
+    return 60 if "60" in limits else int(next(iter(limits)))
+
+
 @powershare_app.command("devices")
 def devices_cmd(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    devices: _DevicesOption = None,
 ) -> None:
-    """The packaged vehicles, home batteries and load profiles."""
-    vs = [vehicle(n) for n in vehicle_names()]
-    hs = [home_battery(n) for n in home_battery_names()]
+    """The packaged vehicles, home batteries and load profiles (and yours, with --devices)."""
+    cat = read_devices(devices)
+    vs = [vehicle(n, catalogue=cat, breaker_a=_first_breaker(n, cat)) for n in vehicle_names(cat)]
+    hs = [home_battery(n, catalogue=cat) for n in home_battery_names(cat)]
     if as_json:
         print_json(
             {
-                "vehicles": [spec_dict(v) | {"description": describe(v.name)} for v in vs],
-                "home_batteries": [spec_dict(h) | {"description": describe(h.name)} for h in hs],
+                "vehicles": [spec_dict(v) | {"description": describe(v.name, cat)} for v in vs],
+                "home_batteries": [
+                    spec_dict(h) | {"description": describe(h.name, cat)} for h in hs
+                ],
                 "loads": load_names(),
             }
         )
@@ -427,7 +469,7 @@ def devices_cmd(
             f"{v.reserve_pct:g}",
             f"{v.v2h_w / 1000:g}",
             f"{v.v2l_w / 1000:g}",
-            describe(v.name),
+            describe(v.name, cat),
         )
     out.print(t)
     t = Table(title="home batteries")
@@ -440,7 +482,7 @@ def devices_cmd(
             f"{h.continuous_w / 1000:g}",
             f"{h.peak_w / 1000:g}",
             h.firmware,
-            describe(h.name),
+            describe(h.name, cat),
         )
     out.print(t)
     out.print(f"load profiles: {', '.join(load_names())}")

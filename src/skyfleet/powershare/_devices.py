@@ -15,6 +15,7 @@ discharging into the house), energies in kWh, states of charge in percent.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from typing import Any, Literal, Protocol
 
@@ -24,6 +25,7 @@ from skyfleet.errors import PowershareConfigError, UnknownDeviceError
 __all__ = [
     "FIRMWARES",
     "Battery",
+    "Catalogue",
     "Firmware",
     "HomeBatterySpec",
     "SolarSpec",
@@ -31,6 +33,7 @@ __all__ = [
     "VehicleSpec",
     "home_battery",
     "home_battery_names",
+    "merge_catalogue",
     "vehicle",
     "vehicle_names",
 ]
@@ -242,19 +245,67 @@ class SolarSpec:
             raise PowershareConfigError("solar: enter_service_s must be >= 0")
 
 
-def _catalogue() -> dict[str, Any]:
+Catalogue = Mapping[str, Any]
+"""Device data in the packaged file's shape: ``{"vehicles": {NAME: row}, "home_batteries":
+{NAME: row}}`` (see ``data/powershare.json`` for the fields of a row)."""
+
+
+def _catalogue(extra: Catalogue | None = None) -> dict[str, Any]:
     data: dict[str, Any] = read_json("powershare.json")
-    return data
+    if extra is None:
+        return data
+    return {
+        group: {**data[group], **dict(extra.get(group) or {})}
+        for group in ("vehicles", "home_batteries", "loads")
+    }
 
 
-def vehicle_names() -> list[str]:
-    """Vehicle names in the packaged catalogue."""
-    return sorted(_catalogue()["vehicles"])
+def merge_catalogue(extra: Any) -> dict[str, Any]:
+    """The packaged catalogue with ``extra``'s vehicles and home batteries added (or replacing
+    ones of the same name); every device in ``extra`` is built once so that a bad row is refused
+    here, with its name and field."""
+    if not isinstance(extra, Mapping) or not set(extra) <= {"vehicles", "home_batteries"}:
+        raise PowershareConfigError(
+            'a device file is a JSON object with "vehicles" and/or "home_batteries", each '
+            "mapping a name to its data (see 'skyfleet powershare devices --json')"
+        )
+    for group in ("vehicles", "home_batteries"):
+        rows = extra.get(group) or {}
+        if not isinstance(rows, Mapping) or not all(isinstance(r, Mapping) for r in rows.values()):
+            raise PowershareConfigError(f'"{group}" must map each device name to an object')
+    merged = _catalogue(extra)
+    for name, row in (extra.get("vehicles") or {}).items():
+        breakers = row.get("v2h_kw_by_breaker_a") or {"60": None}
+        for amps in breakers:
+            if not str(amps).isdigit():
+                raise PowershareConfigError(
+                    f"vehicle {name!r}: breaker {amps!r} must be a whole number of amps"
+                )
+            vehicle(name, breaker_a=int(amps), catalogue=merged)
+    for name in extra.get("home_batteries") or {}:
+        home_battery(name, catalogue=merged)
+    return merged
 
 
-def home_battery_names() -> list[str]:
-    """Home battery names in the packaged catalogue."""
-    return sorted(_catalogue()["home_batteries"])
+def vehicle_names(catalogue: Catalogue | None = None) -> list[str]:
+    """Vehicle names in the catalogue (the packaged one unless given)."""
+    return sorted((catalogue or _catalogue())["vehicles"])
+
+
+def home_battery_names(catalogue: Catalogue | None = None) -> list[str]:
+    """Home battery names in the catalogue (the packaged one unless given)."""
+    return sorted((catalogue or _catalogue())["home_batteries"])
+
+
+def _field(kind: str, name: str, row: Mapping[str, Any], key: str) -> float:
+    try:
+        return float(row[key])
+    except KeyError:
+        raise PowershareConfigError(f"{kind} {name!r} has no {key!r}") from None
+    except (TypeError, ValueError):
+        raise PowershareConfigError(
+            f"{kind} {name!r}: {key} must be a number, got {row[key]!r}"
+        ) from None
 
 
 def vehicle(
@@ -264,27 +315,33 @@ def vehicle(
     firmware: Firmware = "adaptive",
     reserve_pct: float | None = None,
     trip: TripSettings | None = None,
+    catalogue: Catalogue | None = None,
 ) -> VehicleSpec:
     """The catalogue vehicle ``name`` connected through a ``breaker_a`` amp breaker."""
-    rows = _catalogue()["vehicles"]
+    cat = catalogue or _catalogue()
+    rows = cat["vehicles"]
     if name not in rows:
         raise UnknownDeviceError(
-            f"unknown vehicle {name!r}: use one of {', '.join(vehicle_names())}"
+            f"unknown vehicle {name!r}: use one of {', '.join(vehicle_names(cat))}"
         )
     row = rows[name]
-    limits = row["v2h_kw_by_breaker_a"]
+    limits = row.get("v2h_kw_by_breaker_a")
+    if not isinstance(limits, Mapping) or not limits:
+        raise PowershareConfigError(f"vehicle {name!r} has no v2h_kw_by_breaker_a limits")
     if str(breaker_a) not in limits:
         raise PowershareConfigError(
             f"vehicle {name!r} has no vehicle-to-home limit for a {breaker_a} A breaker: "
-            f"use {', '.join(sorted(limits, key=int))} A"
+            f"use {', '.join(sorted(limits, key=str))} A"
         )
     return VehicleSpec(
         name=name,
-        pack_kwh=float(row["pack_kwh"]),
-        reserve_pct=float(row["reserve_pct"] if reserve_pct is None else reserve_pct),
-        v2h_w=float(limits[str(breaker_a)]) * 1000.0,
-        v2l_w=float(row["v2l_kw"]) * 1000.0,
-        efficiency=float(row["efficiency"]),
+        pack_kwh=_field("vehicle", name, row, "pack_kwh"),
+        reserve_pct=(
+            _field("vehicle", name, row, "reserve_pct") if reserve_pct is None else reserve_pct
+        ),
+        v2h_w=_field("vehicle", name, limits, str(breaker_a)) * 1000.0,
+        v2l_w=_field("vehicle", name, row, "v2l_kw") * 1000.0,
+        efficiency=_field("vehicle", name, row, "efficiency"),
         firmware=firmware,
         breaker_a=breaker_a,
         trip=trip or TripSettings(),
@@ -292,35 +349,44 @@ def vehicle(
 
 
 def home_battery(
-    name: str, *, firmware: Firmware | None = None, trip: TripSettings | None = None
+    name: str,
+    *,
+    firmware: Firmware | None = None,
+    trip: TripSettings | None = None,
+    catalogue: Catalogue | None = None,
 ) -> HomeBatterySpec:
     """The catalogue home battery ``name`` (its own firmware level unless ``firmware`` is given)."""
-    rows = _catalogue()["home_batteries"]
+    cat = catalogue or _catalogue()
+    rows = cat["home_batteries"]
     if name not in rows:
         raise UnknownDeviceError(
-            f"unknown home battery {name!r}: use one of {', '.join(home_battery_names())}"
+            f"unknown home battery {name!r}: use one of {', '.join(home_battery_names(cat))}"
         )
     row = rows[name]
+
+    def f(key: str) -> float:
+        return _field("home battery", name, row, key)
+
     return HomeBatterySpec(
         name=name,
-        capacity_kwh=float(row["capacity_kwh"]),
-        continuous_w=float(row["continuous_kw"]) * 1000.0,
-        peak_w=float(row["peak_kw"]) * 1000.0,
-        peak_s=float(row["peak_s"]),
-        charge_w=float(row["charge_kw"]) * 1000.0,
-        reserve_pct=float(row["reserve_pct"]),
-        efficiency=float(row["efficiency"]),
-        firmware=firmware or row["firmware"],
+        capacity_kwh=f("capacity_kwh"),
+        continuous_w=f("continuous_kw") * 1000.0,
+        peak_w=f("peak_kw") * 1000.0,
+        peak_s=f("peak_s"),
+        charge_w=f("charge_kw") * 1000.0,
+        reserve_pct=f("reserve_pct"),
+        efficiency=f("efficiency"),
+        firmware=firmware or row.get("firmware", "basic"),
         trip=trip or TripSettings(),
     )
 
 
-def describe(name: str) -> str:
+def describe(name: str, catalogue: Catalogue | None = None) -> str:
     """The catalogue's one-line description of a vehicle or home battery."""
-    cat = _catalogue()
+    cat = catalogue or _catalogue()
     for group in ("vehicles", "home_batteries"):
         if name in cat[group]:
-            return str(cat[group][name]["description"])
+            return str(cat[group][name].get("description", ""))
     raise UnknownDeviceError(f"unknown device {name!r}")
 
 
