@@ -86,7 +86,7 @@ def test_simulate_writes_csv_when_asked(tmp_path: Path, capsys: pytest.CaptureFi
 
 
 def test_certify_one_scenario_passes_and_names_it(capsys: pytest.CaptureFixture[str]) -> None:
-    sid = "fw=basic/home=gen1/soc=30,15/load=typical/solar=0kW/start=18:30"
+    sid = "fw=basic/home=gen1/soc=22,15/load=typical/solar=0kW/start=18:30"
     code, out, _ = run(["powershare", "certify", "--scenario", sid, "--json"], capsys)
     assert code == 0
     report = json.loads(out)
@@ -100,7 +100,7 @@ def test_certify_fails_with_status_1_and_names_what_failed(
 ) -> None:
     # gen1 runs to its reserve and hands the house to the vehicle: roles change, which a
     # certification that allows none must refuse, naming the scenario and how to re-run it
-    sid = "fw=basic/home=gen1/soc=30,15/load=typical/solar=0kW/start=18:30"
+    sid = "fw=basic/home=gen1/soc=22,15/load=typical/solar=0kW/start=18:30"
     argv = ["powershare", "certify", "--scenario", sid, "--max-role-changes", "0"]
     code, out, _ = run(argv, capsys)
     assert code == 1

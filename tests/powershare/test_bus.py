@@ -1,4 +1,4 @@
-"""The island's bus solver (``kernel.solve_bus``) against an independent root finder and against
+"""The island's bus solver (``_bus.solve_bus``) against an independent root finder and against
 textbook droop sharing.
 
 Every grid-forming device is a droop curve ``P = clip((F - f) / m, lo, hi)``; the bus settles where
@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from scipy.optimize import brentq
 
-from skyfleet.powershare import _kernel as kernel
+from skyfleet.powershare import _bus as kernel
 
 
 def supplied_w(

@@ -12,9 +12,7 @@ from typing import Any
 import numpy as np
 
 from skyfleet.cli._output import write_atomic, write_table
-from skyfleet.powershare import IslandResult
-from skyfleet.powershare._certify import Certification
-from skyfleet.powershare._kernel import ROLES
+from skyfleet.powershare import ROLES, Certification, IslandResult
 
 _COLORS = ["#d62728", "#1f77b4", "#2ca02c", "#9467bd"]
 
@@ -214,6 +212,10 @@ def plot_certification(path: Path, cert: Certification) -> None:
     plt.close(fig)
 
 
+def _fmt(x: float | None) -> str:
+    return "-" if x is None else f"{x:.2f}"
+
+
 def write_certification_html(path: Path, cert: Certification, png_name: str | None) -> None:
     """One self-contained page: verdict, trip tests, failures, and the whole matrix table."""
     d = cert.as_dict()
@@ -254,8 +256,8 @@ def write_certification_html(path: Path, cert: Certification, png_name: str | No
         parts.append(
             f"<tr><td><code>{esc(m['id'])}</code></td><td class='{'ok' if m['passed'] else 'bad'}'>"
             f"{'yes' if m['passed'] else 'NO'}</td><td>{m['hours_powered']:.3f}</td><td>{m['vehicle_kwh']:.2f}</td>"
-            f"<td>{m['home_kwh']:.2f}</td><td>{m['solar_kwh']:.2f}</td><td>{m['f_min_hz']:.2f}..{m['f_max_hz']:.2f}</td>"
-            f"<td>{m['v_min_pu']:.2f}..{m['v_max_pu']:.2f}</td><td>{m['role_changes']}</td>"
+            f"<td>{m['home_kwh']:.2f}</td><td>{m['solar_kwh']:.2f}</td><td>{_fmt(m['f_min_hz'])}..{_fmt(m['f_max_hz'])}</td>"
+            f"<td>{_fmt(m['v_min_pu'])}..{_fmt(m['v_max_pu'])}</td><td>{m['role_changes']}</td>"
             f"<td>{esc('; '.join(m['violations']))}</td></tr>"
         )
     parts.append("</table></body></html>\n")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import re
 import tempfile
 from pathlib import Path
@@ -22,20 +23,25 @@ from skyfleet.cli._power_report import (
 from skyfleet.errors import InputError, PowershareError
 from skyfleet.powershare import (
     FIRMWARES,
+    FrequencyPlan,
     IslandResult,
     Limits,
     Scenario,
     SolarSpec,
+    certify,
+    describe,
     home_battery,
     home_battery_names,
     load_names,
+    matrix,
+    merge_catalogue,
+    scenario_from_id,
+    scenario_id,
     simulate,
+    spec_dict,
     vehicle,
     vehicle_names,
 )
-from skyfleet.powershare._certify import certify as run_certify
-from skyfleet.powershare._certify import matrix, scenario_from_id, scenario_id
-from skyfleet.powershare._devices import describe, merge_catalogue, spec_dict
 
 powershare_app = typer.Typer(
     help="Vehicle-to-home with home batteries, no network between them: simulate and certify.",
@@ -98,8 +104,9 @@ _DevicesOption = Annotated[
     Path | None,
     typer.Option(
         "--devices",
-        help="Your own vehicles and home batteries: a JSON file shaped like the packaged "
-        "catalogue (see src/skyfleet/data/powershare.json), added to it.",
+        help='Your own vehicles and home batteries, added to the catalogue: JSON {"vehicles": '
+        '{NAME: {...}}, "home_batteries": {NAME: {...}}} with the fields of the packaged rows '
+        '(kW, kWh, %, an optional "trip" object).',
     ),
 ]
 
@@ -121,6 +128,16 @@ def _out_dir(path: Path) -> Path:
     return path
 
 
+def _num(x: float | None, digits: int) -> float | None:
+    """``x`` rounded, or None (JSON null) for a figure that does not exist: the frequency of a
+    house that never had power."""
+    return None if x is None or math.isnan(x) else round(x, digits)
+
+
+def _show(x: float | None, fmt: str) -> str:
+    return "-" if x is None else format(x, fmt)
+
+
 def _summary(r: IslandResult) -> dict[str, Any]:
     sc = r.scenario
     return {
@@ -133,10 +150,10 @@ def _summary(r: IslandResult) -> dict[str, Any]:
         "served_kwh": round(r.served_kwh, 4),
         "unserved_kwh": round(r.unserved_kwh, 4),
         "solar_kwh": round(r.solar_kwh, 4),
-        "lowest_frequency_hz": round(r.f_min_hz, 4),
-        "highest_frequency_hz": round(r.f_max_hz, 4),
-        "lowest_voltage_pu": round(r.v_min_pu, 4),
-        "highest_voltage_pu": round(r.v_max_pu, 4),
+        "lowest_frequency_hz": _num(r.f_min_hz, 4),
+        "highest_frequency_hz": _num(r.f_max_hz, 4),
+        "lowest_voltage_pu": _num(r.v_min_pu, 4),
+        "highest_voltage_pu": _num(r.v_max_pu, 4),
         "role_changes": r.role_changes,
         "devices": [
             {
@@ -163,17 +180,28 @@ def _print_run(s: dict[str, Any]) -> None:
     t = Table(show_header=False, box=None, pad_edge=False)
     t.add_column(style="bold")
     t.add_column()
-    t.add_row("outage", f"{s['outage_h']:g} h")
+    t.add_row("outage", f"{s['outage_h']:.2f} h")
     t.add_row(
         "powered",
-        f"{s['hours_powered']:.2f} h (dark {s['dark_s']:.1f} s, first power after {s['first_powered_s']} s)",
+        f"{s['hours_powered']:.2f} h (dark {s['dark_s']:.1f} s"
+        + (
+            f", first power after {s['first_powered_s']:.2f} s)"
+            if s["first_powered_s"] is not None
+            else ", never powered)"
+        ),
     )
     t.add_row(
         "load",
         f"{s['served_kwh']:.2f} kWh served of {s['demand_kwh']:.2f} kWh; solar {s['solar_kwh']:.2f} kWh",
     )
-    t.add_row("frequency", f"{s['lowest_frequency_hz']:.3f} .. {s['highest_frequency_hz']:.3f} Hz")
-    t.add_row("voltage", f"{s['lowest_voltage_pu']:.3f} .. {s['highest_voltage_pu']:.3f} pu")
+    t.add_row(
+        "frequency",
+        f"{_show(s['lowest_frequency_hz'], '.3f')} .. {_show(s['highest_frequency_hz'], '.3f')} Hz",
+    )
+    t.add_row(
+        "voltage",
+        f"{_show(s['lowest_voltage_pu'], '.3f')} .. {_show(s['highest_voltage_pu'], '.3f')} pu",
+    )
     t.add_row("role changes", str(s["role_changes"]))
     out.print(t)
     d = Table(title="devices")
@@ -226,7 +254,9 @@ def simulate_cmd(
     ] = 80.0,
     reserve: Annotated[
         float | None,
-        typer.Option("--reserve", help="Vehicle reserve it never goes below, % (default 20)."),
+        typer.Option(
+            "--reserve", help="Vehicle reserve it never goes below, % (default: the vehicle's)."
+        ),
     ] = None,
     homes: Annotated[
         list[str] | None,
@@ -246,7 +276,9 @@ def simulate_cmd(
     start: Annotated[
         str, typer.Option("--start", help="Time of day the outage starts, HH:MM.")
     ] = "18:00",
-    step: Annotated[str, typer.Option("--step", help="Simulation step.")] = "20ms",
+    step: Annotated[
+        str, typer.Option("--step", help="Simulation step, at most 60 ms (the dead-bus slot).")
+    ] = "20ms",
     record_every: Annotated[
         str, typer.Option("--record-every", help="Time series interval.")
     ] = "1s",
@@ -284,8 +316,10 @@ def simulate_cmd(
     dt_s = parse_duration(step, "step")
     duration_s = parse_duration(outage, "outage")
     rec_s = parse_duration(record_every, "record interval")
-    if not 0 < dt_s <= 1.0:
-        raise InputError(f"--step must be more than 0 and at most 1 s, got {step!r}")
+    if not 0 < dt_s <= FrequencyPlan().slot_s + 1e-12:
+        raise InputError(
+            f"--step must be more than 0 and at most 60 ms (the dead-bus slot), got {step!r}"
+        )
     if duration_s <= 0 or duration_s > 14 * 86_400:
         raise InputError(f"--outage must be more than 0 and at most 14 days, got {outage!r}")
     if rec_s < dt_s:
@@ -348,7 +382,9 @@ def certify_cmd(
     quick: Annotated[
         bool, typer.Option("--quick", help="Every 10th matrix scenario only.")
     ] = False,
-    step: Annotated[str, typer.Option("--step", help="Simulation step.")] = "20ms",
+    step: Annotated[
+        str, typer.Option("--step", help="Simulation step, at most 60 ms (the dead-bus slot).")
+    ] = "20ms",
     max_role_changes: Annotated[
         float,
         typer.Option("--max-role-changes", help="Role changes allowed per device and hour."),
@@ -379,13 +415,17 @@ def certify_cmd(
 
       skyfleet powershare certify --quick --json
 
-      skyfleet powershare certify --scenario 'fw=basic/home=gen1/soc=30,15/load=typical/solar=0kW/start=18:30'
+      skyfleet powershare certify --scenario 'fw=basic/home=gen1/soc=22,15/load=typical/solar=0kW/start=18:30'
     """
     dt_s = parse_duration(step, "step")
-    if not 0 < dt_s <= 1.0:
-        raise InputError(f"--step must be more than 0 and at most 1 s, got {step!r}")
+    if not 0 < dt_s <= FrequencyPlan().slot_s + 1e-12:
+        raise InputError(
+            f"--step must be more than 0 and at most 60 ms (the dead-bus slot), got {step!r}"
+        )
     if not max_role_changes >= 0:
         raise InputError(f"--max-role-changes must be >= 0, got {max_role_changes}")
+    if scenario and quick:
+        raise InputError("give --scenario or --quick, not both")
     if scenario:
         runs = [scenario_from_id(s) for s in scenario]
     else:
@@ -396,7 +436,7 @@ def certify_cmd(
         _out_dir(out_dir)
     total = sum(round(s.duration_s / dt_s) for s in runs)
     with progress_bar(total, f"certifying {len(runs)} scenarios", enabled=not as_json) as tick:
-        cert = run_certify(
+        cert = certify(
             runs, dt_s=dt_s, limits=Limits(max_role_changes_per_h=max_role_changes), progress=tick
         )
     report = cert.as_dict()
@@ -408,20 +448,29 @@ def certify_cmd(
         print_json(report)
     else:
         tt = report["trip_tests"]
-        rate = report["scenario_steps"] / max(cert.elapsed_s, 1e-9)
+        rate = report["scenario_steps"] / max(cert.simulate_s, 1e-9)
         out.print(
             f"trip tests: {tt['passed']}/{tt['run']} passed (8 elements x inside/past x 5, per device)"
         )
         passed = sum(m["passed"] for m in report["matrix"])
         out.print(
             f"matrix: {passed}/{len(report['matrix'])} scenarios passed; "
-            f"{report['scenario_steps']:,} scenario-steps in {cert.elapsed_s:.1f} s ({rate / 1e6:.2f} M/s)"
+            f"{report['scenario_steps']:,} scenario-steps in {cert.simulate_s:.1f} s ({rate / 1e6:.2f} M/s)"
+        )
+        extra = "".join(
+            f" {flag} {value}"
+            for flag, value, default in (
+                ("--step", step, "20ms"),
+                ("--max-role-changes", f"{max_role_changes:g}", "4"),
+            )
+            if value != default
         )
         for name, why in cert.failures[:50]:
             out.print(f"[bold red]FAIL[/] {name}: {'; '.join(why)}", soft_wrap=True)
             if name.startswith("fw="):  # one unbroken line, to copy
                 out.print(
-                    f"     re-run: skyfleet powershare certify --scenario '{name}'", soft_wrap=True
+                    f"     re-run: skyfleet powershare certify --scenario '{name}'{extra}",
+                    soft_wrap=True,
                 )
         if len(cert.failures) > 50:
             out.print(f"... and {len(cert.failures) - 50} more (see --json or --out)")
@@ -459,7 +508,7 @@ def devices_cmd(
             }
         )
         return
-    t = Table(title="vehicles (V2H limit at a 60 A breaker)")
+    t = Table(title="vehicles (V2H limit at a 60 A breaker, or the first the vehicle lists)")
     for col in ("name", "pack kWh", "reserve %", "V2H kW", "V2L kW", "description"):
         t.add_column(col)
     for v in vs:

@@ -14,30 +14,47 @@ frequency in Hz, voltage in per unit, time in s.
 
 from __future__ import annotations
 
+from skyfleet.powershare._certify import (
+    Certification,
+    certify,
+    matrix,
+    scenario_from_id,
+    scenario_id,
+)
 from skyfleet.powershare._devices import (
     FIRMWARES,
     Battery,
+    Catalogue,
     Firmware,
+    GatewaySpec,
     HomeBatterySpec,
     SolarSpec,
     TripSettings,
     VehicleSpec,
+    describe,
     home_battery,
     home_battery_names,
+    merge_catalogue,
+    spec_dict,
     vehicle,
     vehicle_names,
 )
 from skyfleet.powershare._island import DeviceResult, IslandResult, Limits, Scenario, simulate
+from skyfleet.powershare._kernel import ROLES
 from skyfleet.powershare._plan import FrequencyPlan, check_plan
 from skyfleet.powershare._profiles import load_names, load_series, solar_series
 from skyfleet.powershare._protection import TripTest, trip_tests
 
 __all__ = [
     "FIRMWARES",
+    "ROLES",
     "Battery",
+    "Catalogue",
+    "Certification",
     "DeviceResult",
     "Firmware",
     "FrequencyPlan",
+    "GatewaySpec",
     "HomeBatterySpec",
     "IslandResult",
     "Limits",
@@ -46,13 +63,20 @@ __all__ = [
     "TripSettings",
     "TripTest",
     "VehicleSpec",
+    "certify",
     "check_plan",
+    "describe",
     "home_battery",
     "home_battery_names",
     "load_names",
     "load_series",
+    "matrix",
+    "merge_catalogue",
+    "scenario_from_id",
+    "scenario_id",
     "simulate",
     "solar_series",
+    "spec_dict",
     "trip_tests",
     "vehicle",
     "vehicle_names",

@@ -27,13 +27,16 @@ __all__ = [
     "Battery",
     "Catalogue",
     "Firmware",
+    "GatewaySpec",
     "HomeBatterySpec",
     "SolarSpec",
     "TripSettings",
     "VehicleSpec",
+    "describe",
     "home_battery",
     "home_battery_names",
     "merge_catalogue",
+    "spec_dict",
     "vehicle",
     "vehicle_names",
 ]
@@ -250,6 +253,19 @@ Catalogue = Mapping[str, Any]
 {NAME: row}}`` (see ``data/powershare.json`` for the fields of a row)."""
 
 
+@dataclass(frozen=True)
+class GatewaySpec:
+    """The transfer switch between the house and the utility. When the grid fails it opens after
+    ``open_s`` (detection and the contactor); no device may energise the house before, or it
+    would back-feed the utility's dead line. The run ends when the grid returns."""
+
+    open_s: float = 0.1
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.open_s) and 0.0 <= self.open_s <= 60.0):
+            raise PowershareConfigError(f"gateway: open_s must be 0..60 s, got {self.open_s}")
+
+
 def _catalogue(extra: Catalogue | None = None) -> dict[str, Any]:
     data: dict[str, Any] = read_json("powershare.json")
     if extra is None:
@@ -308,6 +324,28 @@ def _field(kind: str, name: str, row: Mapping[str, Any], key: str) -> float:
         ) from None
 
 
+def _trip(kind: str, name: str, row: Mapping[str, Any], given: TripSettings | None) -> TripSettings:
+    """``given``, else the row's ``"trip"`` object (element: [threshold, seconds]) over the
+    IEEE 1547 category III defaults."""
+    if given is not None:
+        return given
+    trip = TripSettings()
+    rows = row.get("trip") or {}
+    if not isinstance(rows, Mapping):
+        raise PowershareConfigError(f"{kind} {name!r}: trip must map elements to [value, seconds]")
+    for element, setting in rows.items():
+        try:
+            value, clear_s = setting
+            trip = trip.with_setting(str(element), float(value), float(clear_s))
+        except (TypeError, ValueError):
+            raise PowershareConfigError(
+                f"{kind} {name!r}: trip {element} must be [threshold, seconds], got {setting!r}"
+            ) from None
+        except PowershareConfigError as exc:
+            raise PowershareConfigError(f"{kind} {name!r}: {exc}") from None
+    return trip
+
+
 def vehicle(
     name: str,
     *,
@@ -344,7 +382,7 @@ def vehicle(
         efficiency=_field("vehicle", name, row, "efficiency"),
         firmware=firmware,
         breaker_a=breaker_a,
-        trip=trip or TripSettings(),
+        trip=_trip("vehicle", name, row, trip),
     )
 
 
@@ -377,7 +415,7 @@ def home_battery(
         reserve_pct=f("reserve_pct"),
         efficiency=f("efficiency"),
         firmware=firmware or row.get("firmware", "basic"),
-        trip=trip or TripSettings(),
+        trip=_trip("home battery", name, row, trip),
     )
 
 

@@ -24,7 +24,13 @@ import numpy as np
 
 from skyfleet.errors import PowershareConfigError, UnknownDeviceError
 from skyfleet.powershare import _kernel as K  # noqa: N812 (the kernel's field indices, K.X_E_WH, ...)
-from skyfleet.powershare._devices import HomeBatterySpec, SolarSpec, TripSettings, VehicleSpec
+from skyfleet.powershare._devices import (
+    GatewaySpec,
+    HomeBatterySpec,
+    SolarSpec,
+    TripSettings,
+    VehicleSpec,
+)
 from skyfleet.powershare._plan import FrequencyPlan, check_plan
 from skyfleet.powershare._profiles import LOAD_NAMES, load_series, solar_series
 
@@ -48,8 +54,11 @@ class Scenario:
     duration_s: float = 3600.0
     seed: int = 0
     name: str = ""
+    gateway: GatewaySpec = field(default_factory=GatewaySpec)
 
     def __post_init__(self) -> None:
+        if not 0 <= self.seed < 2**63:
+            raise PowershareConfigError(f"seed must be a whole number >= 0, got {self.seed}")
         if self.vehicle is None and not self.home_batteries:
             raise PowershareConfigError("a scenario needs a vehicle or at least one home battery")
         if len(self.home_batteries) > MAX_HOME_BATTERIES:
@@ -145,6 +154,7 @@ class IslandResult:
     v_max_pu: float
     collisions: int
     solar_trips: int
+    max_residual_w: float
     devices: list[DeviceResult]
     trip_settings: list[tuple[str, TripSettings]]
     series: dict[str, np.ndarray] | None = field(default=None, repr=False)
@@ -198,6 +208,8 @@ class IslandResult:
                 f"the vehicle supplied {self.vehicle_early_kwh:.3f} kWh while a home battery "
                 "could still supply (home battery first)"
             )
+        if self.max_residual_w > 1e-3:
+            out.append(f"bus power does not balance: {self.max_residual_w:.3g} W left over")
         if self.balance_error > lim.balance_tolerance:
             out.append(f"energy does not balance: {100 * self.balance_error:.3f} % off")
         if self.collisions:
@@ -242,8 +254,11 @@ def simulate(
     power, extremes of frequency and voltage). ``progress`` is called with the number of
     scenario-steps done after each chunk of ``chunk_s`` simulated seconds."""
     plan = plan or FrequencyPlan()
-    if not (math.isfinite(dt_s) and 0.0 < dt_s <= 1.0):
-        raise PowershareConfigError(f"step must be between 0 and 1 s, got {dt_s} s")
+    if not (math.isfinite(dt_s) and 0.0 < dt_s <= plan.slot_s + 1e-12):
+        raise PowershareConfigError(
+            f"step must be more than 0 and at most the dead-bus slot, {plan.slot_s * 1000:g} ms "
+            f"(a longer step cannot keep two devices from starting together), got {dt_s} s"
+        )
     if not scenarios:
         return []
     results: list[IslandResult | None] = [None] * len(scenarios)
@@ -289,13 +304,20 @@ def _run_group(
             owners.append(("solar", sc.solar.trip))
         check_plan(plan, owners, sc.solar)
         dev[s] = _device_rows(sc, slots)
+        homes = 0
         for j, (_, spec, soc) in enumerate(sc.devices()):
-            dev[s, j, K.K_SLOT] = plan.slot_s * (j + 1)
+            # dead-bus slots: home batteries first (1..3), the vehicle last (4): in a tie, the
+            # home battery forms the bus
+            if isinstance(spec, VehicleSpec):
+                dev[s, j, K.K_SLOT] = plan.slot_s * 4
+            else:
+                homes += 1
+                dev[s, j, K.K_SLOT] = plan.slot_s * homes
             trips[s, j] = [[v, c] for _, v, c in spec.trip.rows()]
             state["x"][s, j, K.X_E_WH] = spec.capacity_kwh * 1000.0 * soc / 100.0
             state["x"][s, j, K.X_BUDGET] = spec.peak_s
         trips[s, slots] = [[v, c] for _, v, c in sol.trip.rows()]
-        solar[s] = [sol.fw_start_hz, sol.fw_full_hz, sol.enter_service_s]
+        solar[s] = [sol.fw_start_hz, sol.fw_full_hz, sol.enter_service_s, sc.gateway.open_s]
         p, q, ev = load_series(sc.load, start_s=sc.start_s, duration_s=duration_s, seed=sc.seed)
         load_p[s], load_q[s] = p, q
         solar_w[s] = solar_series(
@@ -309,7 +331,8 @@ def _run_group(
     rec_every = 0
     if record_every_s is not None:
         rec_every = max(1, round(record_every_s / dt_s))
-    rec = np.zeros((n, nsteps // rec_every if rec_every else 0, K.NR_BASE + K.NR_DEV * slots))
+    nrec = -(-nsteps // rec_every) if rec_every else 0  # the last, partial interval too
+    rec = np.zeros((n, nrec, K.NR_BASE + K.NR_DEV * slots))
     e0 = state["x"][:, :, K.X_E_WH].copy()
     chunk = max(1, int(chunk_s / dt_s))
     if rec_every:
@@ -339,6 +362,7 @@ def _run_group(
             state["sacc"],
             rec,
             rec_every,
+            nsteps,
         )
         k += m
         if progress is not None:
@@ -417,6 +441,7 @@ def _result(
         v_min_pu=_f(K.S_V_MIN),
         v_max_pu=_f(K.S_V_MAX),
         collisions=int(sacc[s, K.S_COLLISIONS]),
+        max_residual_w=float(sacc[s, K.S_MAX_RESID_W]),
         solar_trips=int(sacc[s, K.S_SOLAR_TRIPS]),
         devices=devices,
         trip_settings=owners,

@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from skyfleet.powershare._bus import solve_bus
 from skyfleet.powershare._controller import (
     carrier_role,
     dead_bus_delay_s,
@@ -35,7 +36,7 @@ from skyfleet.powershare._controller import (
     vehicle_adaptive,
     vehicle_basic,
 )
-from skyfleet.powershare._jit import njit, njit_parallel, prange
+from skyfleet.powershare._jit import njit_parallel, prange
 from skyfleet.powershare._plan import PLAN_INDEX
 from skyfleet.powershare._protection import protect
 
@@ -55,9 +56,9 @@ NI = 3
 MODE_OFF, MODE_WAIT, MODE_SYNC, MODE_ON, MODE_TRIP = range(5)
 ROLES = ("off", "waiting", "syncing", "forming", "following", "tripped")
 ROLE_OFF, ROLE_WAITING, ROLE_SYNCING, ROLE_FORMING, ROLE_FOLLOWING, ROLE_TRIPPED = range(6)
-# solar parameters (S, NQ)
-Q_FW_START, Q_FW_FULL, Q_ENTER_S = range(3)
-NQ = 3
+# house parameters (S, NQ)
+Q_FW_START, Q_FW_FULL, Q_ENTER_S, Q_OPEN_S = range(4)  # solar, and the transfer switch
+NQ = 4
 # scenario state (S, NB)
 B_F, B_V, B_LIVE, B_SOLAR_MODE, B_SOLAR_WAIT, B_INRUSH_END, B_INRUSH_P, B_INRUSH_Q, B_NEXT_EV = (
     range(9)
@@ -117,6 +118,7 @@ _WIN_V_HI = PLAN_INDEX["window_high_pu"]
 _JOIN_V_LO = PLAN_INDEX["join_low_pu"]
 _DB_MAX = PLAN_INDEX["dead_bus_max_s"]
 _SLOT = PLAN_INDEX["slot_s"]
+_RECHARGE = PLAN_INDEX["recharge_hz"]
 _ROLE_GRACE_S = 60.0  # start-up sequencing is not counted as role changes
 
 
@@ -141,46 +143,6 @@ def new_state(n: int, d: int) -> dict[str, np.ndarray]:
     }
 
 
-@njit
-def _g(f: float, ef: Any, em: Any, elo: Any, ehi: Any, ne: int) -> float:
-    total = 0.0
-    for j in range(ne):
-        total += min(ehi[j], max(elo[j], (ef[j] - f) / em[j]))
-    return total
-
-
-@njit
-def solve_bus(
-    load_w: float, ef: Any, em: Any, elo: Any, ehi: Any, ne: int, bp: Any
-) -> tuple[float, float]:
-    """The frequency where the droop curves supply ``load_w`` and the power they supply there
-    (less than the load when the island is overloaded)."""
-    nb = 0
-    for j in range(ne):
-        bp[nb] = ef[j] - em[j] * ehi[j]
-        bp[nb + 1] = ef[j] - em[j] * elo[j]
-        nb += 2
-    for a in range(1, nb):  # insertion sort: at most 2 x (devices + solar) breakpoints
-        v = bp[a]
-        b = a - 1
-        while b >= 0 and bp[b] > v:
-            bp[b + 1] = bp[b]
-            b -= 1
-        bp[b + 1] = v
-    g_prev = _g(bp[0], ef, em, elo, ehi, ne)
-    if load_w >= g_prev:
-        return bp[0], g_prev
-    for a in range(1, nb):
-        g_next = _g(bp[a], ef, em, elo, ehi, ne)
-        if g_next <= load_w:
-            if g_prev - g_next <= 0.0:
-                return bp[a], load_w
-            f = bp[a - 1] + (bp[a] - bp[a - 1]) * (g_prev - load_w) / (g_prev - g_next)
-            return f, load_w
-        g_prev = g_next
-    return bp[nb - 1], g_prev
-
-
 @njit_parallel
 def run(
     k0: int,
@@ -203,6 +165,7 @@ def run(
     sacc: Any,
     rec: Any,
     rec_every: int,
+    k_total: int,
 ) -> None:
     """Advance every scenario from step ``k0`` by ``nsteps`` steps of ``dt`` seconds, in place."""
     n, d = dev.shape[0], dev.shape[1]
@@ -266,7 +229,9 @@ def run(
                     else:
                         x[s, j, X_WAIT] += dt
                         delay = dead_bus_delay_s(soc, dev[s, j, K_RESERVE], dev[s, j, K_SLOT], plan)
-                        if soc > dev[s, j, K_RESERVE] + plan[_TAPER] and x[s, j, X_WAIT] >= delay:
+                        islanded = t >= solar[s, Q_OPEN_S]  # never energise the utility's line
+                        has_energy = soc > dev[s, j, K_RESERVE] + plan[_TAPER]
+                        if islanded and has_energy and x[s, j, X_WAIT] >= delay:
                             mode = MODE_ON
                             new_formers += 1
                             if dev[s, j, K_KIND] == KIND_VEHICLE:
@@ -277,7 +242,9 @@ def run(
                     if not live_prev:
                         mode = MODE_WAIT
                         x[s, j, X_WAIT] = 0.0
-                    elif can_join:
+                    elif can_join and (
+                        soc > dev[s, j, K_RESERVE] + plan[_TAPER] or f_prev >= plan[_RECHARGE]
+                    ):  # at its reserve, a device joins only to store a surplus
                         x[s, j, X_WAIT] += dt
                         if x[s, j, X_WAIT] >= plan[_SYNC]:
                             mode = MODE_ON
@@ -399,6 +366,8 @@ def run(
                         if soc <= dev[s, j, K_RESERVE] + plan[_TAPER]:
                             ii[s, j, I_MODE] = MODE_WAIT
                             x[s, j, X_WAIT] = 0.0
+                            for el in range(8):
+                                timers[s, j, el] = 0.0
             # 5. protection, energy, roles
             for j in range(d):
                 if ii[s, j, I_MODE] != MODE_ON:
@@ -475,7 +444,7 @@ def run(
                     role = ROLE_WAITING
                 old = ii[s, j, I_ROLE]
                 if role != old:
-                    counted = old >= ROLE_FORMING and role >= ROLE_FORMING
+                    counted = old >= ROLE_FORMING or role >= ROLE_FORMING  # not waiting<->syncing
                     first = sacc[s, S_FIRST_LIVE_S]
                     if counted and not math.isnan(first) and t >= first + _ROLE_GRACE_S:
                         acc[s, j, A_ROLE_CHANGES] += 1.0
@@ -525,16 +494,18 @@ def run(
                     racc[NR_BASE + NR_DEV * j] += p[j]
                     if live:
                         racc[NR_BASE + NR_DEV * j + 1] += qload * rating_dev[j] / s_rating
-                if k % rec_every == rec_every - 1 and r < rec.shape[1]:
+                last = k % rec_every == rec_every - 1 or k == k_total - 1  # a partial one too
+                if last and r < rec.shape[1]:
+                    count = k % rec_every + 1
                     rec[s, r, R_T] = (k + 1) * dt
                     for c in range(R_F_MIN, R_V_MAX + 1):
                         rec[s, r, c] = racc[c]
                     for c in range(R_LOAD_W, R_SOLAR_W + 1):
-                        rec[s, r, c] = racc[c] / rec_every
+                        rec[s, r, c] = racc[c] / count
                     for j in range(d):
                         c0 = NR_BASE + NR_DEV * j
-                        rec[s, r, c0] = racc[c0] / rec_every
-                        rec[s, r, c0 + 1] = racc[c0 + 1] / rec_every
+                        rec[s, r, c0] = racc[c0] / count
+                        rec[s, r, c0 + 1] = racc[c0 + 1] / count
                         cap = dev[s, j, K_CAP_WH]
                         rec[s, r, c0 + 2] = 100.0 * x[s, j, X_E_WH] / cap if cap > 0 else 0.0
                         rec[s, r, c0 + 3] = ii[s, j, I_ROLE]
