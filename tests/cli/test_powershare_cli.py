@@ -149,6 +149,9 @@ def test_devices_lists_the_catalogue(capsys: pytest.CaptureFixture[str]) -> None
         (["--vehicle-firmware", "beta"], "--vehicle-firmware"),
         (["--format", "xlsx"], "--format"),
         (["--vehicle", "none"], "a vehicle or at least one home battery"),
+        (["--reserve", "100"], "below 100"),
+        (["--seed", "-1"], "seed"),
+        (["--step", "100ms"], "at most 60 ms"),
     ],
 )
 def test_simulate_bad_input_is_one_line_and_status_2(
@@ -212,7 +215,7 @@ def test_simulate_takes_your_own_devices(
     [
         ({"capacity_kwh": -13.5}, "capacity_kwh must be a positive number"),
         ({"peak_kw": 5.0}, "peak power is below continuous"),
-        ({"reserve_pct": 120.0}, "between 0 and 100"),
+        ({"reserve_pct": 120.0}, "below 100"),
         ({"capacity_kwh": "big"}, "capacity_kwh must be a number"),
         ({"firmware": "beta"}, "unknown firmware"),
     ],
@@ -236,3 +239,68 @@ def test_device_file_that_is_not_a_catalogue_is_refused(
     f.write_text(text)
     code, _, err = run(["powershare", "simulate", "--devices", str(f)], capsys)
     assert code == 2 and len(err.strip().splitlines()) == 1 and "--devices" in err
+
+
+def test_a_house_that_never_gets_power_reports_null_extremes(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # a vehicle below its reserve and no home battery: nothing may form the bus
+    argv = ["powershare", "simulate", "--vehicle-soc", "10", "--outage", "1m", "--json"]
+    code, out, err = run([*argv, "--out", str(tmp_path)], capsys)
+    assert code == 0, err
+    s = json.loads(out)
+    assert s["hours_powered"] == 0.0 and s["first_powered_s"] is None
+    assert s["lowest_frequency_hz"] is None and s["lowest_voltage_pu"] is None
+    assert s["devices"][0]["energy_out_kwh"] == 0.0
+    assert s["violations"] == []  # no usable energy: dark is not a failure
+    assert json.loads((tmp_path / "summary.json").read_text()) == s
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (
+            [
+                "--quick",
+                "--scenario",
+                "fw=basic/home=gen1/soc=22,15/load=typical/solar=0kW/start=18:30",
+            ],
+            "not both",
+        ),
+        (["--max-role-changes", "-1"], "--max-role-changes"),
+        (["--step", "0s"], "--step"),
+    ],
+)
+def test_certify_bad_input_is_one_line_and_status_2(
+    args: list[str], says: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _, err = run(["powershare", "certify", *args], capsys)
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and says in lines[0], err
+
+
+def test_device_file_sets_trip_settings_per_device(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    f = tmp_path / "mine.json"
+    strict = GEN4 | {"trip": {"uf1": [58.8, 10.0]}}
+    f.write_text(json.dumps({"home_batteries": {"gen4": strict}}))
+    code, out, err = run(["powershare", "devices", "--devices", str(f), "--json"], capsys)
+    assert code == 0, err
+    gen4 = next(h for h in json.loads(out)["home_batteries"] if h["name"] == "gen4")
+    assert gen4["trip"]["uf1"] == [58.8, 10.0] and gen4["trip"]["of1"] == [61.2, 300.0]
+    # a setting that cuts through the signalling band is refused before the run
+    f.write_text(json.dumps({"home_batteries": {"gen4": GEN4 | {"trip": {"uf1": [59.5, 10.0]}}}}))
+    argv = [
+        "powershare",
+        "simulate",
+        "--devices",
+        str(f),
+        "--home-battery",
+        "gen4",
+        "--outage",
+        "1m",
+    ]
+    code, _, err = run(argv, capsys)
+    assert code == 2 and "signalling band" in err and len(err.strip().splitlines()) == 1

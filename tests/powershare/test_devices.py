@@ -144,8 +144,8 @@ GEN3 = dict(
         ({"capacity_kwh": float("nan")}, r"capacity_kwh must be a positive number"),
         ({"continuous_w": 0.0}, r"continuous_w must be a positive number"),
         ({"peak_w": 10_000.0}, r"peak power is below continuous power"),
-        ({"reserve_pct": 120.0}, r"reserve_pct must be between 0 and 100 %, got 120.0"),
-        ({"reserve_pct": -1.0}, r"reserve_pct must be between 0 and 100 %"),
+        ({"reserve_pct": 120.0}, r"reserve_pct must be at least 0 and below 100 %, got 120.0"),
+        ({"reserve_pct": -1.0}, r"reserve_pct must be at least 0 and below 100 %"),
         ({"efficiency": 1.2}, r"efficiency must be 0.5..1, got 1.2"),
         ({"peak_s": -1.0}, r"peak_s must be >= 0"),
         ({"firmware": "quantum"}, r"unknown firmware 'quantum': use basic or adaptive"),
@@ -164,7 +164,8 @@ def test_impossible_home_battery_is_refused_with_a_clear_message(
     [
         ({"pack_kwh": -1.0}, r"pack_kwh must be a positive number"),
         ({"v2h_w": 0.0}, r"v2h_w must be a positive number"),
-        ({"reserve_pct": 101.0}, r"reserve_pct must be between 0 and 100 %"),
+        ({"reserve_pct": 101.0}, r"reserve_pct must be at least 0 and below 100 %"),
+        ({"reserve_pct": 100.0}, r"reserve_pct must be at least 0 and below 100 %"),
         ({"efficiency": 0.2}, r"efficiency must be 0.5..1"),
     ],
 )

@@ -598,7 +598,7 @@ def test_energy_imbalance_fires_with_its_size() -> None:
     broken = replaced(r, j, loss_kwh=r.devices[j].loss_kwh + missing_kwh)
     assert broken.balance_error == pytest.approx(0.01, abs=1e-6)
     assert broken.violations() == ["energy does not balance: 1.000 % off"]
-    assert broken.violations(Limits(balance_tolerance=0.02)) == []
+    assert broken.violations(Limits(balance_tolerance_frac=0.02)) == []
 
 
 # --- arrays in, arrays out ----------------------------------------------------------------------

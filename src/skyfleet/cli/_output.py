@@ -28,13 +28,17 @@ def check_output_path(path: Path, option: str, suffixes: tuple[str, ...]) -> Non
         raise InputError(f"{option} {str(path)!r}: folder {str(folder)!r} does not exist")
     if path.is_dir():
         raise InputError(f"{option} {str(path)!r}: is a folder")
-    try:  # a real probe: permissions alone do not tell (root, read-only mounts, /proc)
+    probe_writable(folder, f"{option} {str(path)!r}")
+
+
+def probe_writable(folder: Path, what: str) -> None:
+    """Fail (``what: cannot write there``) unless a file can really be created in ``folder``:
+    permissions alone do not tell (root, read-only mounts, /proc)."""
+    try:
         with tempfile.TemporaryFile(dir=folder, prefix=".skyfleet-probe-"):
             pass
     except OSError as exc:
-        raise InputError(
-            f"{option} {str(path)!r}: cannot write there ({exc.strerror or exc})"
-        ) from None
+        raise InputError(f"{what}: cannot write there ({exc.strerror or exc})") from None
 
 
 def write_atomic(path: Path, write: Callable[[str], None]) -> None:

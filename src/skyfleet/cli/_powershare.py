@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import json
 import math
-import re
-import tempfile
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -13,6 +10,14 @@ import typer
 from rich.table import Table
 
 from skyfleet.cli._common import err, out, parse_duration, print_json, progress_bar
+from skyfleet.cli._power_inputs import (
+    DevicesOption,
+    make_out_dir,
+    parse_clock_s,
+    parse_home,
+    parse_power_w,
+    read_devices,
+)
 from skyfleet.cli._power_report import (
     plot_certification,
     plot_run,
@@ -20,7 +25,7 @@ from skyfleet.cli._power_report import (
     write_json,
     write_series,
 )
-from skyfleet.errors import InputError, PowershareError
+from skyfleet.errors import InputError
 from skyfleet.powershare import (
     FIRMWARES,
     FrequencyPlan,
@@ -34,7 +39,6 @@ from skyfleet.powershare import (
     home_battery_names,
     load_names,
     matrix,
-    merge_catalogue,
     scenario_from_id,
     scenario_id,
     simulate,
@@ -47,85 +51,6 @@ powershare_app = typer.Typer(
     help="Vehicle-to-home with home batteries, no network between them: simulate and certify.",
     no_args_is_help=True,
 )
-
-_POWER = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*(kw|w|mw)?\s*$", re.IGNORECASE)
-
-
-def parse_power_w(text: str, what: str) -> float:
-    """Watts in ``8kW``, ``8000W``, ``8000`` (W) or ``0``."""
-    m = _POWER.match(text)
-    if not m:
-        raise InputError(f"cannot read {what} {text!r}: write e.g. 8kW, 8000W or 0")
-    scale = {"kw": 1e3, "mw": 1e6, "w": 1.0, None: 1.0}[(m.group(2) or "").lower() or None]
-    return float(m.group(1)) * scale
-
-
-def parse_clock_s(text: str) -> float:
-    """Seconds after midnight in ``HH:MM``."""
-    m = re.fullmatch(r"\s*(\d{1,2}):(\d{2})\s*", text)
-    if not m or int(m.group(1)) > 23 or int(m.group(2)) > 59:
-        raise InputError(
-            f"cannot read --start {text!r}: write the time of day as HH:MM, e.g. 18:30"
-        )
-    return int(m.group(1)) * 3600.0 + int(m.group(2)) * 60.0
-
-
-def _home(text: str) -> tuple[str, float]:
-    name, _, soc = text.partition(":")
-    if not soc:
-        return name.strip(), 100.0
-    try:
-        return name.strip(), float(soc)
-    except ValueError:
-        raise InputError(
-            f"cannot read --home-battery {text!r}: write NAME or NAME:SOC, e.g. gen2:80"
-        ) from None
-
-
-def read_devices(path: Path | None) -> dict[str, Any] | None:
-    """The packaged catalogue merged with a user's device file (JSON), or None without one."""
-    if path is None:
-        return None
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise InputError(
-            f"--devices {str(path)!r}: cannot read it ({exc.strerror or exc})"
-        ) from None
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InputError(f"--devices {str(path)!r} is not JSON: {exc}") from None
-    try:
-        return merge_catalogue(data)
-    except PowershareError as exc:
-        raise InputError(f"--devices {str(path)!r}: {exc}") from None
-
-
-_DevicesOption = Annotated[
-    Path | None,
-    typer.Option(
-        "--devices",
-        help='Your own vehicles and home batteries, added to the catalogue: JSON {"vehicles": '
-        '{NAME: {...}}, "home_batteries": {NAME: {...}}} with the fields of the packaged rows '
-        '(kW, kWh, %, an optional "trip" object).',
-    ),
-]
-
-
-def _out_dir(path: Path) -> Path:
-    """Create ``path`` (its parent must exist) and prove it is writable, before any work."""
-    if path.exists() and not path.is_dir():
-        raise InputError(f"--out {str(path)!r} is a file, not a folder")
-    if not path.parent.is_dir():
-        raise InputError(f"--out {str(path)!r}: folder {str(path.parent)!r} does not exist")
-    try:
-        path.mkdir(exist_ok=True)
-        with tempfile.TemporaryFile(dir=path, prefix=".skyfleet-probe-"):
-            pass
-    except OSError as exc:
-        raise InputError(
-            f"--out {str(path)!r}: cannot write there ({exc.strerror or exc})"
-        ) from None
-    return path
 
 
 def _num(x: float | None, digits: int) -> float | None:
@@ -155,6 +80,11 @@ def _summary(r: IslandResult) -> dict[str, Any]:
         "lowest_voltage_pu": _num(r.v_min_pu, 4),
         "highest_voltage_pu": _num(r.v_max_pu, 4),
         "role_changes": r.role_changes,
+        "reconnect": {
+            "how": r.reconnect.how,
+            "wait_s": r.reconnect.wait_s,
+            "dark_s": r.reconnect.dark_s,
+        },
         "devices": [
             {
                 "device": d.label,
@@ -203,6 +133,13 @@ def _print_run(s: dict[str, Any]) -> None:
         f"{_show(s['lowest_voltage_pu'], '.3f')} .. {_show(s['highest_voltage_pu'], '.3f')} pu",
     )
     t.add_row("role changes", str(s["role_changes"]))
+    rc = s["reconnect"]
+    t.add_row(
+        "grid returns",
+        f"reconnects {rc['how']}"
+        + (f" (within {rc['wait_s']:g} s)" if rc["wait_s"] else "")
+        + (f", {rc['dark_s']:g} s dark" if rc["dark_s"] else ""),
+    )
     out.print(t)
     d = Table(title="devices")
     for col in (
@@ -295,7 +232,7 @@ def simulate_cmd(
     as_json: Annotated[
         bool, typer.Option("--json", help="Print one JSON object instead of tables.")
     ] = False,
-    devices: _DevicesOption = None,
+    devices: DevicesOption = None,
 ) -> None:
     """Simulate a house through an outage: who forms the grid, who follows, for how long.
 
@@ -337,7 +274,7 @@ def simulate_cmd(
             catalogue=catalogue,
         )
     )
-    parsed = [_home(h) for h in homes or []]
+    parsed = [parse_home(h) for h in homes or []]
     scenario = Scenario(
         vehicle=spec_v,
         home_batteries=tuple(home_battery(name, catalogue=catalogue) for name, _ in parsed),
@@ -350,7 +287,7 @@ def simulate_cmd(
         seed=seed,
     )
     if out_dir is not None:
-        _out_dir(out_dir)
+        make_out_dir(out_dir)
     steps = round(duration_s / dt_s)
     with progress_bar(
         steps, f"simulating {outage} at {step} steps", enabled=not as_json and steps > 200_000
@@ -433,7 +370,7 @@ def certify_cmd(
         if quick:
             runs = runs[::10]
     if out_dir is not None:
-        _out_dir(out_dir)
+        make_out_dir(out_dir)
     total = sum(round(s.duration_s / dt_s) for s in runs)
     with progress_bar(total, f"certifying {len(runs)} scenarios", enabled=not as_json) as tick:
         cert = certify(
@@ -491,7 +428,7 @@ def _first_breaker(name: str, cat: dict[str, Any] | None) -> int:
 @powershare_app.command("devices")
 def devices_cmd(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
-    devices: _DevicesOption = None,
+    devices: DevicesOption = None,
 ) -> None:
     """The packaged vehicles, home batteries and load profiles (and yours, with --devices)."""
     cat = read_devices(devices)

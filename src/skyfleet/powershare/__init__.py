@@ -26,7 +26,6 @@ from skyfleet.powershare._devices import (
     Battery,
     Catalogue,
     Firmware,
-    GatewaySpec,
     HomeBatterySpec,
     SolarSpec,
     TripSettings,
@@ -39,6 +38,7 @@ from skyfleet.powershare._devices import (
     vehicle,
     vehicle_names,
 )
+from skyfleet.powershare._gateway import GatewaySpec, Reconnect
 from skyfleet.powershare._island import DeviceResult, IslandResult, Limits, Scenario, simulate
 from skyfleet.powershare._kernel import ROLES
 from skyfleet.powershare._plan import FrequencyPlan, check_plan
@@ -58,6 +58,7 @@ __all__ = [
     "HomeBatterySpec",
     "IslandResult",
     "Limits",
+    "Reconnect",
     "Scenario",
     "SolarSpec",
     "TripSettings",

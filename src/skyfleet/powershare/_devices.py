@@ -27,7 +27,6 @@ __all__ = [
     "Battery",
     "Catalogue",
     "Firmware",
-    "GatewaySpec",
     "HomeBatterySpec",
     "SolarSpec",
     "TripSettings",
@@ -128,8 +127,10 @@ def _positive(owner: str, **values: float) -> None:
 
 def _percent(owner: str, **values: float) -> None:
     for name, value in values.items():
-        if not (math.isfinite(value) and 0.0 <= value <= 100.0):
-            raise PowershareConfigError(f"{owner}: {name} must be between 0 and 100 %, got {value}")
+        if not (math.isfinite(value) and 0.0 <= value < 100.0):
+            raise PowershareConfigError(
+                f"{owner}: {name} must be at least 0 and below 100 %, got {value}"
+            )
 
 
 @dataclass(frozen=True)
@@ -187,7 +188,9 @@ class VehicleSpec:
 
 @dataclass(frozen=True)
 class HomeBatterySpec:
-    """A home battery with a grid-forming inverter."""
+    """A home battery with a grid-forming inverter. Powers in W: ``continuous_w`` for as long
+    as it has energy, ``peak_w`` for ``peak_s`` seconds at a time, ``charge_w`` the most it takes
+    in (a magnitude; charging power is negative on the bus). Energy in kWh, reserve in %."""
 
     name: str
     capacity_kwh: float
@@ -253,19 +256,6 @@ Catalogue = Mapping[str, Any]
 {NAME: row}}`` (see ``data/powershare.json`` for the fields of a row)."""
 
 
-@dataclass(frozen=True)
-class GatewaySpec:
-    """The transfer switch between the house and the utility. When the grid fails it opens after
-    ``open_s`` (detection and the contactor); no device may energise the house before, or it
-    would back-feed the utility's dead line. The run ends when the grid returns."""
-
-    open_s: float = 0.1
-
-    def __post_init__(self) -> None:
-        if not (math.isfinite(self.open_s) and 0.0 <= self.open_s <= 60.0):
-            raise PowershareConfigError(f"gateway: open_s must be 0..60 s, got {self.open_s}")
-
-
 def _catalogue(extra: Catalogue | None = None) -> dict[str, Any]:
     data: dict[str, Any] = read_json("powershare.json")
     if extra is None:
@@ -324,6 +314,14 @@ def _field(kind: str, name: str, row: Mapping[str, Any], key: str) -> float:
         ) from None
 
 
+def _row(cat: Catalogue, group: str, kind: str, name: str) -> Mapping[str, Any]:
+    rows = cat[group]
+    if name not in rows:
+        raise UnknownDeviceError(f"unknown {kind} {name!r}: use one of {', '.join(sorted(rows))}")
+    row: Mapping[str, Any] = rows[name]
+    return row
+
+
 def _trip(kind: str, name: str, row: Mapping[str, Any], given: TripSettings | None) -> TripSettings:
     """``given``, else the row's ``"trip"`` object (element: [threshold, seconds]) over the
     IEEE 1547 category III defaults."""
@@ -357,12 +355,7 @@ def vehicle(
 ) -> VehicleSpec:
     """The catalogue vehicle ``name`` connected through a ``breaker_a`` amp breaker."""
     cat = catalogue or _catalogue()
-    rows = cat["vehicles"]
-    if name not in rows:
-        raise UnknownDeviceError(
-            f"unknown vehicle {name!r}: use one of {', '.join(vehicle_names(cat))}"
-        )
-    row = rows[name]
+    row = _row(cat, "vehicles", "vehicle", name)
     limits = row.get("v2h_kw_by_breaker_a")
     if not isinstance(limits, Mapping) or not limits:
         raise PowershareConfigError(f"vehicle {name!r} has no v2h_kw_by_breaker_a limits")
@@ -395,12 +388,7 @@ def home_battery(
 ) -> HomeBatterySpec:
     """The catalogue home battery ``name`` (its own firmware level unless ``firmware`` is given)."""
     cat = catalogue or _catalogue()
-    rows = cat["home_batteries"]
-    if name not in rows:
-        raise UnknownDeviceError(
-            f"unknown home battery {name!r}: use one of {', '.join(home_battery_names(cat))}"
-        )
-    row = rows[name]
+    row = _row(cat, "home_batteries", "home battery", name)
 
     def f(key: str) -> float:
         return _field("home battery", name, row, key)

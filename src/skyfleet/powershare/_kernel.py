@@ -107,7 +107,7 @@ NR_DEV = 4
 E_T, E_DUR, E_P, E_Q = range(4)
 
 _TAPER = PLAN_INDEX["taper_pct"]
-_RECOVER = PLAN_INDEX["peak_recover"]
+_RECOVER = PLAN_INDEX["peak_recover_ratio"]
 _VDROOP = PLAN_INDEX["voltage_droop_pu"]
 _RECONNECT = PLAN_INDEX["reconnect_s"]
 _SYNC = PLAN_INDEX["sync_s"]
@@ -120,27 +120,6 @@ _DB_MAX = PLAN_INDEX["dead_bus_max_s"]
 _SLOT = PLAN_INDEX["slot_s"]
 _RECHARGE = PLAN_INDEX["recharge_hz"]
 _ROLE_GRACE_S = 60.0  # start-up sequencing is not counted as role changes
-
-
-def new_state(n: int, d: int) -> dict[str, np.ndarray]:
-    """Zeroed state and accumulator arrays for ``n`` scenarios of up to ``d`` devices."""
-    acc = np.zeros((n, d, NA))
-    acc[:, :, A_MIN_SOC] = np.inf
-    acc[:, :, A_MAX_SOC] = -np.inf
-    sacc = np.zeros((n, NS))
-    sacc[:, S_F_MIN] = np.inf
-    sacc[:, S_V_MIN] = np.inf
-    sacc[:, S_F_MAX] = -np.inf
-    sacc[:, S_V_MAX] = -np.inf
-    sacc[:, S_FIRST_LIVE_S] = np.nan
-    return {
-        "x": np.zeros((n, d, NX)),
-        "i": np.zeros((n, d, NI), dtype=np.int64),
-        "timers": np.zeros((n, d + 1, 8)),
-        "bus": np.zeros((n, NB)),
-        "acc": acc,
-        "sacc": sacc,
-    }
 
 
 @njit_parallel

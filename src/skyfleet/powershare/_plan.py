@@ -67,7 +67,7 @@ class FrequencyPlan:
     support_s: float = 10.0
     release_s: float = 120.0
     taper_pct: float = 0.1
-    peak_recover: float = 0.1
+    peak_recover_ratio: float = 0.1
     voltage_droop_pu: float = 0.05
     reconnect_s: float = 300.0
     window_low_hz: float = 58.8

@@ -118,7 +118,8 @@ def solar_series(
     rated_w: float, *, start_s: float, duration_s: float, seed: int, clouds: bool = True
 ) -> np.ndarray:
     """Available AC solar power per second (W): a summer clear-sky shape (sunrise 06:00, sunset
-    20:00) at 85 % of the rating at noon, times a passing-cloud factor."""
+    20:00, so the sun is highest at 13:00 summer time) at 85 % of the rating then, times a
+    passing-cloud factor."""
     n = _check(start_s, duration_s)
     if rated_w <= 0:
         return np.zeros(n)
