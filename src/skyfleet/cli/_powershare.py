@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich import box
 from rich.table import Table
 
 from skyfleet.cli._common import err, out, parse_duration, print_json, progress_bar
@@ -46,6 +47,7 @@ from skyfleet.powershare import (
     vehicle,
     vehicle_names,
 )
+from skyfleet.powershare._jit import compiled_before
 
 powershare_app = typer.Typer(
     help="Vehicle-to-home with home batteries, no network between them: simulate and certify.",
@@ -61,6 +63,12 @@ def _num(x: float | None, digits: int) -> float | None:
 
 def _show(x: float | None, fmt: str) -> str:
     return "-" if x is None else format(x, fmt)
+
+
+def first_run_note(quiet: bool) -> None:
+    """Say so when the simulator has to be compiled (the first run after installing)."""
+    if not quiet and not compiled_before():
+        err.print("first run: compiling the island simulator, about 30 s (once per install)")
 
 
 def _summary(r: IslandResult) -> dict[str, Any]:
@@ -141,25 +149,17 @@ def _print_run(s: dict[str, Any]) -> None:
         + (f", {rc['dark_s']:g} s dark" if rc["dark_s"] else ""),
     )
     out.print(t)
-    d = Table(title="devices")
-    for col in (
-        "device",
-        "firmware",
-        "out kWh",
-        "in kWh",
-        "SoC start→end %",
-        "max kW",
-        "roles",
-        "trips",
-    ):
-        d.add_column(col, justify="right" if "kW" in col or col in ("roles", "trips") else "left")
+    d = Table(title="devices", box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
+    d.add_column("device", no_wrap=True)
+    for col in ("firmware", "out kWh", "in kWh", "SoC %", "max kW", "roles", "trips"):
+        d.add_column(col, justify="right" if col != "firmware" else "left")
     for x in s["devices"]:
         d.add_row(
             x["device"],
             x["firmware"],
             f"{x['energy_out_kwh']:.2f}",
             f"{x['energy_in_kwh']:.2f}",
-            f"{x['soc_start_pct']:.1f} → {x['soc_end_pct']:.1f}",
+            f"{x['soc_start_pct']:.0f}→{x['soc_end_pct']:.0f}",
             f"{x['max_power_w'] / 1000:.2f}",
             str(x["role_changes"]),
             str(x["trips"]),
@@ -289,6 +289,7 @@ def simulate_cmd(
     if out_dir is not None:
         make_out_dir(out_dir)
     steps = round(duration_s / dt_s)
+    first_run_note(as_json)
     with progress_bar(
         steps, f"simulating {outage} at {step} steps", enabled=not as_json and steps > 200_000
     ) as tick:
@@ -372,6 +373,7 @@ def certify_cmd(
     if out_dir is not None:
         make_out_dir(out_dir)
     total = sum(round(s.duration_s / dt_s) for s in runs)
+    first_run_note(as_json)
     with progress_bar(total, f"certifying {len(runs)} scenarios", enabled=not as_json) as tick:
         cert = certify(
             runs, dt_s=dt_s, limits=Limits(max_role_changes_per_h=max_role_changes), progress=tick

@@ -5,15 +5,23 @@ that spread scenarios over the cores with ``prange``. Compiled code is cached be
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar, cast
 
 import numba
 
-__all__ = ["njit", "njit_parallel", "prange"]
+__all__ = ["compiled_before", "njit", "njit_parallel", "prange"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 prange = numba.prange
+
+
+def compiled_before() -> bool:
+    """Whether numba's cache beside this package already holds compiled kernels (if not, the
+    first simulation compiles them; a user-wide cache elsewhere is not looked at)."""
+    folder = Path(__file__).resolve().parent / "__pycache__"
+    return folder.is_dir() and any(folder.glob("_kernel.run-*.nbi"))
 
 
 def njit(fn: F) -> F:
