@@ -47,6 +47,10 @@ _DB_MIN = PLAN_INDEX["dead_bus_min_s"]
 _DB_MAX = PLAN_INDEX["dead_bus_max_s"]
 _SLOT = PLAN_INDEX["slot_s"]
 _SUPPORT = PLAN_INDEX["support_s"]
+_SUPPORT_MARGIN = PLAN_INDEX["support_margin_hz"]
+_RELEASE_MARGIN = PLAN_INDEX["release_margin_hz"]
+_BASIC_HOLD = PLAN_INDEX["basic_hold_pct"]
+_BASIC_RELEASE = PLAN_INDEX["basic_release_pct"]
 _RELEASE = PLAN_INDEX["release_s"]
 
 
@@ -60,10 +64,15 @@ def home_basic(
     soc_pct: float, reserve_pct: float, peak_w: float, plan: Any, following: bool
 ) -> tuple[float, float, float, bool]:
     """Fixed droop: ``F`` = nominal, slope the worst case of the adaptive firmware. ``following``
-    (for the role) is true once at its reserve, false again 3 % above it."""
+    (for the role) is true within ``basic_hold_pct`` of its reserve, false again
+    ``basic_release_pct`` above it."""
     m = 2.0 * plan[_HOME_DROOP] / peak_w
     f0 = plan[_NOMINAL]
-    following = soc_pct < reserve_pct + 3.0 if following else soc_pct <= reserve_pct + 0.5
+    following = (
+        soc_pct < reserve_pct + plan[_BASIC_RELEASE]
+        if following
+        else soc_pct <= reserve_pct + plan[_BASIC_HOLD]
+    )
     return f0, f0, m, following
 
 
@@ -128,10 +137,10 @@ def carrier_role(
     start is not a role change, and neither is solar surplus lifting the bus to where low home
     batteries recharge or solar curtails: the home battery is still low, the sun may go.
     Returns ``(carrying, below_s, above_s)``."""
-    if f_hz < f_dis_hz - 0.002:
+    if f_hz < f_dis_hz - plan[_SUPPORT_MARGIN]:
         below_s += dt_s
         above_s = 0.0
-    elif f_dis_hz + 0.02 < f_hz < plan[_RECHARGE]:
+    elif f_dis_hz + plan[_RELEASE_MARGIN] < f_hz < plan[_RECHARGE]:
         above_s += dt_s
         below_s = 0.0
     else:

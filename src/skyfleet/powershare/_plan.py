@@ -46,6 +46,12 @@ class FrequencyPlan:
     help, so a sag does not keep the others out); solar enters service only inside the stricter
     ``window_low_pu .. window_high_pu`` (IEEE 1547's enter-service range, 0.917 .. 1.05 pu).
 
+    Roles are debounced: the vehicle counts as carrying the house once the bus has sat
+    ``support_margin_hz`` below its band for ``support_s``, and hands back once it has sat
+    ``release_margin_hz`` above it, in the home band, for ``release_s``; a basic home battery
+    counts as following within ``basic_hold_pct`` of its reserve and as forming again
+    ``basic_release_pct`` above it.
+
     ``home_droop_hz`` is the drop across a home battery's peak power at full state of charge
     (twice that when nearly empty: the emptier device carries less); ``vehicle_droop_hz`` the
     same for the vehicle across its V2H limit.
@@ -66,6 +72,10 @@ class FrequencyPlan:
     sync_s: float = 2.0
     support_s: float = 10.0
     release_s: float = 120.0
+    support_margin_hz: float = 0.002
+    release_margin_hz: float = 0.02
+    basic_hold_pct: float = 0.5
+    basic_release_pct: float = 3.0
     taper_pct: float = 0.1
     peak_recover_ratio: float = 0.1
     voltage_droop_pu: float = 0.05
