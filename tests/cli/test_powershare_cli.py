@@ -152,6 +152,7 @@ def test_devices_lists_the_catalogue(capsys: pytest.CaptureFixture[str]) -> None
         (["--reserve", "100"], "below 100"),
         (["--seed", "-1"], "seed"),
         (["--step", "100ms"], "at most 60 ms"),
+        (["--outage", "1ms"], "shorter than one step"),
     ],
 )
 def test_simulate_bad_input_is_one_line_and_status_2(

@@ -26,6 +26,8 @@ def test_no_device_energises_the_house_before_the_switch_opens(open_s: float) ->
     assert r.first_powered_s is not None and r.first_powered_s >= open_s
     # and not much later: the full home battery forms within its shortest dead-bus delay
     assert r.first_powered_s < open_s + 0.6
+    # waiting for the switch is not "dark while usable energy remained"
+    assert r.violations() == []
 
 
 def test_island_at_grid_frequency_recloses_in_sync_within_a_slip_period() -> None:

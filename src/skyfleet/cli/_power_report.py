@@ -152,9 +152,11 @@ def plot_run(path: Path, result: IslandResult, title: str) -> None:
     plt.close(fig)
 
 
-def _group(result_id: str) -> tuple[str, str]:
-    parts = dict(p.split("=", 1) for p in result_id.split("/"))
-    return parts["home"], parts["fw"]
+def _group(r: IslandResult) -> tuple[str, str]:
+    """(home-battery set, vehicle firmware) of a run, as the matrix names them."""
+    sc = r.scenario
+    homes = "+".join(h.name for h in sc.home_batteries) or "none"
+    return homes, sc.vehicle.firmware if sc.vehicle is not None else "none"
 
 
 def plot_certification(path: Path, cert: Certification) -> None:
@@ -166,16 +168,16 @@ def plot_certification(path: Path, cert: Certification) -> None:
     import matplotlib.pyplot as plt
 
     rows: dict[tuple[str, str], list[IslandResult]] = defaultdict(list)
-    for r in cert.results:
-        rows[_group(r.scenario.name)].append(r)
+    ok: dict[tuple[str, str], int] = defaultdict(int)
+    for r, v in zip(cert.results, cert.verdicts, strict=True):
+        rows[_group(r)].append(r)
+        ok[_group(r)] += not v
     homes = sorted({h for h, _ in rows}, key=lambda h: (h.count("+"), h))
     fws = sorted({f for _, f in rows})
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(12, 5), dpi=110)
     grid = np.full((len(homes), len(fws)), np.nan)
     for (h, f), rs in rows.items():
-        grid[homes.index(h), fws.index(f)] = (
-            100.0 * sum(not r.violations(cert.limits) for r in rs) / len(rs)
-        )
+        grid[homes.index(h), fws.index(f)] = 100.0 * ok[(h, f)] / len(rs)
     im = a1.imshow(grid, cmap="RdYlGn", vmin=0, vmax=100, aspect="auto")
     for i in range(len(homes)):
         for j in range(len(fws)):

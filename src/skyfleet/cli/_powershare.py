@@ -184,8 +184,12 @@ def simulate_cmd(
         str, typer.Option("--vehicle-firmware", help="basic (fixed droop) or adaptive.")
     ] = "adaptive",
     breaker: Annotated[
-        int, typer.Option("--breaker", help="Breaker the vehicle connects through, A.")
-    ] = 60,
+        int | None,
+        typer.Option(
+            "--breaker",
+            help="Breaker the vehicle connects through, A (default 60, or the vehicle's first).",
+        ),
+    ] = None,
     vehicle_soc: Annotated[
         float, typer.Option("--vehicle-soc", help="Vehicle state of charge, %.")
     ] = 80.0,
@@ -421,12 +425,6 @@ def certify_cmd(
         raise typer.Exit(1)
 
 
-def _first_breaker(name: str, cat: dict[str, Any] | None) -> int:
-    """60 A where the vehicle has a limit for it, else its first listed breaker."""
-    limits = (cat or {}).get("vehicles", {}).get(name, {}).get("v2h_kw_by_breaker_a", {"60": 0})
-    return 60 if "60" in limits else int(next(iter(limits)))
-
-
 @powershare_app.command("devices")
 def devices_cmd(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
@@ -434,7 +432,7 @@ def devices_cmd(
 ) -> None:
     """The packaged vehicles, home batteries and load profiles (and yours, with --devices)."""
     cat = read_devices(devices)
-    vs = [vehicle(n, catalogue=cat, breaker_a=_first_breaker(n, cat)) for n in vehicle_names(cat)]
+    vs = [vehicle(n, catalogue=cat) for n in vehicle_names(cat)]
     hs = [home_battery(n, catalogue=cat) for n in home_battery_names(cat)]
     if as_json:
         print_json(

@@ -119,7 +119,7 @@ class TripSettings:
         )
 
 
-def _positive(owner: str, **values: float) -> None:
+def check_positive(owner: str, **values: float) -> None:
     for name, value in values.items():
         if not (math.isfinite(value) and value > 0):
             raise PowershareConfigError(f"{owner}: {name} must be a positive number, got {value}")
@@ -131,6 +131,15 @@ def _percent(owner: str, **values: float) -> None:
             raise PowershareConfigError(
                 f"{owner}: {name} must be at least 0 and below 100 %, got {value}"
             )
+
+
+def _inverter(owner: str, efficiency: float, firmware: str) -> None:
+    if not 0.5 <= efficiency <= 1.0:
+        raise PowershareConfigError(f"{owner}: efficiency must be 0.5..1, got {efficiency}")
+    if firmware not in FIRMWARES:
+        raise PowershareConfigError(
+            f"{owner}: unknown firmware {firmware!r}: use {' or '.join(FIRMWARES)}"
+        )
 
 
 @dataclass(frozen=True)
@@ -150,16 +159,9 @@ class VehicleSpec:
 
     def __post_init__(self) -> None:
         owner = f"vehicle {self.name!r}"
-        _positive(owner, pack_kwh=self.pack_kwh, v2h_w=self.v2h_w, v2l_w=self.v2l_w)
+        check_positive(owner, pack_kwh=self.pack_kwh, v2h_w=self.v2h_w, v2l_w=self.v2l_w)
         _percent(owner, reserve_pct=self.reserve_pct)
-        if not 0.5 <= self.efficiency <= 1.0:
-            raise PowershareConfigError(
-                f"{owner}: efficiency must be 0.5..1, got {self.efficiency}"
-            )
-        if self.firmware not in FIRMWARES:
-            raise PowershareConfigError(
-                f"{owner}: unknown firmware {self.firmware!r}: use {' or '.join(FIRMWARES)}"
-            )
+        _inverter(owner, self.efficiency, self.firmware)
 
     @property
     def capacity_kwh(self) -> float:
@@ -205,7 +207,7 @@ class HomeBatterySpec:
 
     def __post_init__(self) -> None:
         owner = f"home battery {self.name!r}"
-        _positive(
+        check_positive(
             owner,
             capacity_kwh=self.capacity_kwh,
             continuous_w=self.continuous_w,
@@ -217,14 +219,7 @@ class HomeBatterySpec:
             raise PowershareConfigError(f"{owner}: peak power is below continuous power")
         if not (math.isfinite(self.peak_s) and self.peak_s >= 0):
             raise PowershareConfigError(f"{owner}: peak_s must be >= 0, got {self.peak_s}")
-        if not 0.5 <= self.efficiency <= 1.0:
-            raise PowershareConfigError(
-                f"{owner}: efficiency must be 0.5..1, got {self.efficiency}"
-            )
-        if self.firmware not in FIRMWARES:
-            raise PowershareConfigError(
-                f"{owner}: unknown firmware {self.firmware!r}: use {' or '.join(FIRMWARES)}"
-            )
+        _inverter(owner, self.efficiency, self.firmware)
 
 
 @dataclass(frozen=True)
@@ -347,18 +342,21 @@ def _trip(kind: str, name: str, row: Mapping[str, Any], given: TripSettings | No
 def vehicle(
     name: str,
     *,
-    breaker_a: int = 60,
+    breaker_a: int | None = None,
     firmware: Firmware = "adaptive",
     reserve_pct: float | None = None,
     trip: TripSettings | None = None,
     catalogue: Catalogue | None = None,
 ) -> VehicleSpec:
-    """The catalogue vehicle ``name`` connected through a ``breaker_a`` amp breaker."""
+    """The catalogue vehicle ``name`` connected through a ``breaker_a`` amp breaker (default:
+    60 A where the vehicle lists a limit for it, else the first breaker it lists)."""
     cat = catalogue or _catalogue()
     row = _row(cat, "vehicles", "vehicle", name)
     limits = row.get("v2h_kw_by_breaker_a")
     if not isinstance(limits, Mapping) or not limits:
         raise PowershareConfigError(f"vehicle {name!r} has no v2h_kw_by_breaker_a limits")
+    if breaker_a is None:
+        breaker_a = 60 if "60" in limits else int(next(iter(limits)))
     if str(breaker_a) not in limits:
         raise PowershareConfigError(
             f"vehicle {name!r} has no vehicle-to-home limit for a {breaker_a} A breaker: "

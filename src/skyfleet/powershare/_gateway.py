@@ -26,6 +26,7 @@ import math
 from dataclasses import dataclass
 
 from skyfleet.errors import PowershareConfigError
+from skyfleet.powershare._devices import check_positive
 
 __all__ = ["GatewaySpec", "Reconnect"]
 
@@ -56,10 +57,13 @@ class GatewaySpec:
     def __post_init__(self) -> None:
         if not (math.isfinite(self.open_s) and 0.0 <= self.open_s <= 60.0):
             raise PowershareConfigError(f"gateway: open_s must be 0..60 s, got {self.open_s}")
-        for name in ("sync_hz", "sync_pu", "open_transition_s", "nominal_hz"):
-            value = getattr(self, name)
-            if not (math.isfinite(value) and value > 0):
-                raise PowershareConfigError(f"gateway: {name} must be > 0, got {value}")
+        check_positive(
+            "gateway",
+            sync_hz=self.sync_hz,
+            sync_pu=self.sync_pu,
+            open_transition_s=self.open_transition_s,
+            nominal_hz=self.nominal_hz,
+        )
 
     def reconnect(self, f_hz: float, v_pu: float, live: bool) -> Reconnect:
         """How the switch closes when the grid returns to an island at ``f_hz`` and ``v_pu``."""

@@ -88,6 +88,13 @@ class Scenario:
             return tuple(100.0 for _ in self.home_batteries)
         return tuple(float(x) for x in self.home_soc_pct)
 
+    def trip_settings(self) -> list[tuple[str, TripSettings]]:
+        """(label, trip settings) of every device, and of solar if there is any."""
+        out = [(label, spec.trip) for label, spec, _ in self.devices()]
+        if self.solar is not None and self.solar.rated_w > 0:
+            out.append(("solar", self.solar.trip))
+        return out
+
     def devices(self) -> list[tuple[str, VehicleSpec | HomeBatterySpec, float]]:
         """(label, spec, starting state of charge) in simulator order: vehicle first."""
         out: list[tuple[str, VehicleSpec | HomeBatterySpec, float]] = []
@@ -294,6 +301,11 @@ def simulate(
         )
     if not scenarios:
         return []
+    for sc in scenarios:
+        if sc.duration_s < dt_s:
+            raise PowershareConfigError(
+                f"the outage ({sc.duration_s:g} s) is shorter than one step ({dt_s:g} s)"
+            )
     results: list[IslandResult | None] = [None] * len(scenarios)
     by_duration: dict[float, list[int]] = {}
     for i, sc in enumerate(scenarios):
@@ -331,11 +343,8 @@ def _run_group(
     series_ev = []
     state = _new_state(n, slots)
     for s, sc in enumerate(group):
-        owners = [(label, spec.trip) for label, spec, _ in sc.devices()]
         sol = sc.solar or SolarSpec(rated_w=0.0, enter_service_s=math.inf)  # never in service
-        if sc.solar is not None and sc.solar.rated_w > 0:
-            owners.append(("solar", sc.solar.trip))
-        check_plan(plan, owners, sc.solar)
+        check_plan(plan, sc.trip_settings(), sc.solar)
         dev[s] = _device_rows(sc, slots)
         homes = 0
         for j, (_, spec, soc) in enumerate(sc.devices()):
@@ -448,9 +457,6 @@ def _result(
         cols = _columns(labels)
         table = rec[s, :, : len(cols)]
         series = {c: table[:, i].copy() for i, c in enumerate(cols)}
-    owners = [(label, spec.trip) for label, spec, _ in sc.devices()]
-    if sc.solar is not None and sc.solar.rated_w > 0:
-        owners.append(("solar", sc.solar.trip))
     first = sacc[s, K.S_FIRST_LIVE_S]
     live = sacc[s, K.S_LIVE_S] > 0
 
@@ -480,6 +486,6 @@ def _result(
         live_end=bool(state["bus"][s, K.B_LIVE] > 0.5),
         solar_trips=int(sacc[s, K.S_SOLAR_TRIPS]),
         devices=devices,
-        trip_settings=owners,
+        trip_settings=sc.trip_settings(),
         series=series,
     )

@@ -150,8 +150,10 @@ def run(
     n, d = dev.shape[0], dev.shape[1]
     nsec = load_p.shape[1]
     dt_h = dt / 3600.0
-    grace = plan[_DB_MAX] + (d + 1) * plan[_SLOT] + 1.0
     for s in prange(n):
+        # the longest a healthy house may stay dark at the start: the switch opening, the longest
+        # dead-bus delay rounded up to a frame, the last slot, and a second to spare
+        grace = solar[s, Q_OPEN_S] + plan[_DB_MAX] + 10.0 * plan[_SLOT] + 1.0
         ne_max = 2 * d + 1
         ef = np.empty(ne_max)
         em = np.empty(ne_max)
@@ -205,12 +207,12 @@ def run(
                     if live_prev:
                         mode = MODE_SYNC
                         x[s, j, X_WAIT] = 0.0
-                    else:
+                    elif t >= solar[s, Q_OPEN_S]:  # never energise the utility's line
+                        # the dead-bus delay runs from the moment the switch has opened
                         x[s, j, X_WAIT] += dt
                         delay = dead_bus_delay_s(soc, dev[s, j, K_RESERVE], dev[s, j, K_SLOT], plan)
-                        islanded = t >= solar[s, Q_OPEN_S]  # never energise the utility's line
                         has_energy = soc > dev[s, j, K_RESERVE] + plan[_TAPER]
-                        if islanded and has_energy and x[s, j, X_WAIT] >= delay:
+                        if has_energy and x[s, j, X_WAIT] >= delay:
                             mode = MODE_ON
                             new_formers += 1
                             if dev[s, j, K_KIND] == KIND_VEHICLE:

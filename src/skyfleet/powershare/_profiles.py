@@ -18,7 +18,6 @@ True
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -40,12 +39,6 @@ def load_names() -> list[str]:
 
 
 LOAD_NAMES = tuple(load_names())
-
-
-@dataclass(frozen=True)
-class _Window:
-    start: int
-    stop: int
 
 
 def _check(start_s: float, duration_s: float) -> int:
@@ -88,10 +81,10 @@ def load_series(
         for day in days:
             for _ in range(rng.poisson(app["per_day"])):
                 t0 = int(day * 86_400 + rng.uniform(lo_h, hi_h) * 3600.0 - start_s)
-                w = _Window(max(0, t0), min(n, t0 + int(app["minutes"] * 60)))
-                if w.start < w.stop:
-                    p[w.start : w.stop] += 1000.0 * app["kw"]
-                    q[w.start : w.stop] += 1000.0 * app["kw"] * math.tan(math.acos(0.98))
+                a, b = max(0, t0), min(n, t0 + int(app["minutes"] * 60))
+                if a < b:  # (a negative b would slice from the end)
+                    p[a:b] += 1000.0 * app["kw"]
+                    q[a:b] += 1000.0 * app["kw"] * math.tan(math.acos(0.98))
     events: list[tuple[float, float, float, float]] = []
     for motor in prof["motors"]:
         period = motor["period_min"] * 60.0
