@@ -1,8 +1,9 @@
-"""Writing link series: CSV or Parquet tables, and a PNG plot of RTT over time."""
+"""Writing results: CSV or Parquet tables, JSON, output folders, and a PNG plot of RTT over time."""
 
 from __future__ import annotations
 
 import csv
+import json
 import os
 import tempfile
 from collections.abc import Callable, Sequence
@@ -57,6 +58,30 @@ def write_atomic(path: Path, write: Callable[[str], None]) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def make_out_dir(path: Path) -> Path:
+    """Create ``path`` (its parent must exist) and prove it is writable, before any work."""
+    if path.exists() and not path.is_dir():
+        raise InputError(f"--out {str(path)!r} is a file, not a folder")
+    if not path.parent.is_dir():
+        raise InputError(f"--out {str(path)!r}: folder {str(path.parent)!r} does not exist")
+    try:
+        path.mkdir(exist_ok=True)
+    except OSError as exc:
+        raise InputError(f"--out {str(path)!r}: cannot create it ({exc.strerror or exc})") from None
+    probe_writable(path, f"--out {str(path)!r}")
+    return path
+
+
+def write_json(path: Path, obj: Any) -> None:
+    """Write ``obj`` as indented JSON (no NaN), atomically."""
+    text = json.dumps(obj, indent=2, allow_nan=False) + "\n"
+
+    def write(tmp: str) -> None:
+        Path(tmp).write_text(text, encoding="utf-8")
+
+    write_atomic(path, write)
 
 
 def series_rows(

@@ -10,7 +10,6 @@ from typing import Annotated, Any
 
 import typer
 
-from skyfleet.cli._output import probe_writable
 from skyfleet.errors import InputError, PowershareError
 from skyfleet.powershare import merge_catalogue
 
@@ -75,17 +74,3 @@ DevicesOption = Annotated[
         '(kW, kWh, %, an optional "trip" object).',
     ),
 ]
-
-
-def make_out_dir(path: Path) -> Path:
-    """Create ``path`` (its parent must exist) and prove it is writable, before any work."""
-    if path.exists() and not path.is_dir():
-        raise InputError(f"--out {str(path)!r} is a file, not a folder")
-    if not path.parent.is_dir():
-        raise InputError(f"--out {str(path)!r}: folder {str(path.parent)!r} does not exist")
-    try:
-        path.mkdir(exist_ok=True)
-    except OSError as exc:
-        raise InputError(f"--out {str(path)!r}: cannot create it ({exc.strerror or exc})") from None
-    probe_writable(path, f"--out {str(path)!r}")
-    return path

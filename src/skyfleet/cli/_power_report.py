@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import html
-import json
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -33,15 +32,6 @@ def series_columns(result: IslandResult) -> dict[str, list[Any]]:
 
 def write_series(path: Path, result: IslandResult) -> None:
     write_table(path, series_columns(result))
-
-
-def write_json(path: Path, obj: Any) -> None:
-    text = json.dumps(obj, indent=2, allow_nan=False) + "\n"
-
-    def write(tmp: str) -> None:
-        Path(tmp).write_text(text, encoding="utf-8")
-
-    write_atomic(path, write)
 
 
 def plot_run(path: Path, result: IslandResult, title: str) -> None:

@@ -11,9 +11,9 @@ from rich import box
 from rich.table import Table
 
 from skyfleet.cli._common import err, out, parse_duration, print_json, progress_bar
+from skyfleet.cli._output import make_out_dir, write_json
 from skyfleet.cli._power_inputs import (
     DevicesOption,
-    make_out_dir,
     parse_clock_s,
     parse_home,
     parse_power_w,
@@ -23,7 +23,6 @@ from skyfleet.cli._power_report import (
     plot_certification,
     plot_run,
     write_certification_html,
-    write_json,
     write_series,
 )
 from skyfleet.errors import InputError

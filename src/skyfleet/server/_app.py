@@ -15,7 +15,7 @@ import anyio.to_thread
 from fastapi import FastAPI
 
 from skyfleet import __version__, store
-from skyfleet.server import _admin, _ddi, _operator, _tuf
+from skyfleet.server import _admin, _ddi, _operator, _sites, _tuf
 from skyfleet.server._config import ServerConfig
 from skyfleet.server._errors import install_error_handlers
 from skyfleet.server._limits import BodyLimit, DeviceRateLimit
@@ -97,6 +97,7 @@ def create_app(
         auth_fail_burst=config.auth_fail_burst,
     )
     app.include_router(_operator.router)
+    app.include_router(_sites.router)
     app.include_router(_admin.router)
     app.include_router(_tuf.router)  # before the DDI routes: its paths are longer
     app.include_router(_ddi.router)

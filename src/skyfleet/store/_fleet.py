@@ -12,7 +12,8 @@ from typing import Any
 from sqlalchemy import Connection, bindparam, func, insert, select, text, update
 from sqlalchemy.exc import IntegrityError
 
-from skyfleet.errors import ConflictError, DeviceError, NotFoundError
+from skyfleet.errors import ConflictError, DeviceError, NotFoundError, PlaceError
+from skyfleet.links import site_places
 from skyfleet.rollout import DEVICE_KINDS, is_valid_hardware, is_valid_version
 from skyfleet.store import _audit
 from skyfleet.store._assign import assignment_lock, device_record, join_active_rollouts
@@ -75,6 +76,11 @@ class NewDevice:
             )
         if self.installed_version is not None and not is_valid_version(self.installed_version):
             raise DeviceError(f"installed version {self.installed_version!r} is not usable")
+        if self.kind == "site":
+            try:
+                site_places(self.attributes or {}, self.id)
+            except PlaceError as exc:
+                raise DeviceError(str(exc)) from None
 
 
 def register_devices(
