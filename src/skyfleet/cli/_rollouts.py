@@ -20,6 +20,7 @@ from skyfleet.cli._client import once as _once
 from skyfleet.cli._common import err, iso, out, parse_duration, print_json
 from skyfleet.errors import InputError
 from skyfleet.rollout import IN_PROGRESS, ActionState, GroupSpec
+from skyfleet.store import CONFIRMED_MILESTONES_PCT
 
 __all__ = ["device_app", "release_app", "rollout_app"]
 
@@ -357,8 +358,13 @@ def _status_table(r: dict[str, Any]) -> Table:
         table.add_column(col, justify="right")
     table.add_column("success", justify="right")
     table.add_column("errors", justify="right")
+    table.add_column("no link", justify="right")
+    table.add_column("50% / 95% in", justify="right")
     for g in r["groups"]:
         c: Counter[str] = Counter(g["counts"])
+        milestones = " / ".join(
+            _span(g.get(f"time_to_{pct}_pct_s")) for pct in CONFIRMED_MILESTONES_PCT
+        )
         table.add_row(
             str(g["index"]),
             g["group"] + ("" if g["started"] else " (not started)"),
@@ -370,8 +376,21 @@ def _status_table(r: dict[str, Any]) -> Table:
             str(c[ActionState.TIMED_OUT.value]),
             f"{g['success_rate_pct']:.0f}%",
             f"{g['error_rate_pct']:.0f}%",
+            str(g.get("waiting_for_link", "-")),
+            milestones,
         )
     return table
+
+
+def _span(seconds: float | None) -> str:
+    """``-`` or a short duration: 45s, 12m, 3.5h."""
+    if seconds is None:
+        return "-"
+    if seconds < 120:
+        return f"{seconds:.0f}s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f}m"
+    return f"{seconds / 3600:.1f}h"
 
 
 @rollout_app.command("status")
@@ -387,7 +406,8 @@ def rollout_status(
     token: _Token = None,
     as_json: _Json = False,
 ) -> None:
-    """Per group: devices by state, success and error rates."""
+    """Per group: devices by state, success and error rates, devices waiting for a link (not
+    heard from for two polling intervals), and the time to 50 % and 95 % confirmed."""
     with Api(server, token) as api:
         _status(api, rollout_id, watch, interval, as_json)
 

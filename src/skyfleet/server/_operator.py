@@ -272,9 +272,13 @@ def list_rollouts(
     responses=error_responses(*_PARAMS, 404),
 )
 def get_rollout(request: Request, who: Viewer, rollout_id: IdPath) -> dict[str, Any]:
-    """Per group: counts by state, success and error rates, thresholds."""
-    with _rt(request).store.read() as conn:
-        return store.get_rollout(conn, rollout_id)
+    """Per group: counts by state, success and error rates, thresholds, the time to 50 % and
+    95 % confirmed, and the devices waiting for a link (not heard from for two polling
+    intervals: not failures until the group's in-progress timeout)."""
+    rt = _rt(request)
+    silent_s = 2.0 * rt.config.poll_sleep_s * (1.0 + rt.config.poll_jitter)
+    with rt.store.read() as conn:
+        return store.get_rollout(conn, rollout_id, now_s=rt.clock(), out_of_contact_s=silent_s)
 
 
 @router.get(

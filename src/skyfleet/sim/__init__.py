@@ -10,6 +10,17 @@ from __future__ import annotations
 
 from skyfleet.sim._ddi_device import DdiDevice, Fault
 from skyfleet.sim._fleet import run_round, run_rounds
+from skyfleet.sim._links import DOWNLOAD_BIT_S, LINK_KINDS, LinkSchedule
 from skyfleet.sim._uptane import TokenFetcher, UptaneDevice
 
-__all__ = ["DdiDevice", "Fault", "TokenFetcher", "UptaneDevice", "run_round", "run_rounds"]
+__all__ = [
+    "DOWNLOAD_BIT_S",
+    "LINK_KINDS",
+    "DdiDevice",
+    "Fault",
+    "LinkSchedule",
+    "TokenFetcher",
+    "UptaneDevice",
+    "run_round",
+    "run_rounds",
+]

@@ -4,6 +4,10 @@ Each :meth:`DdiDevice.step` is one poll cycle: poll, then act on what the server
 the deployment, download and check the artifacts, install, "reboot", confirm), or answer a cancel.
 Feedback that could not be delivered (server down, connection cut) is kept and re-sent first on
 the next step, so a device never loses what it reported.
+
+With a :class:`~skyfleet.sim.LinkSchedule` and a simulated time at each step, the device reaches
+the server only while it has a link, and its download takes as long as its links' rates allow
+(the bytes themselves are fetched, and checked, when the simulated transfer completes).
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from typing import Any
 import httpx
 
 from skyfleet.rollout import ActionState, feedback_target
+from skyfleet.sim._links import LinkSchedule
 
 __all__ = ["DdiDevice", "Fault"]
 
@@ -33,7 +38,8 @@ class DdiDevice:
     """One simulated device.
 
     ``fault_for(version)`` says what goes wrong when installing ``version`` (None: nothing).
-    ``installed_version`` changes only after a successful install and reboot.
+    ``installed_version`` changes only after a successful install and reboot. ``link``: when
+    the device can reach the server and how fast it downloads (None: always, instantly).
     """
 
     device_id: str
@@ -47,6 +53,9 @@ class DdiDevice:
     silent: bool = False
     polls: int = 0
     errors: int = 0
+    link: LinkSchedule | None = None
+    offline_steps: int = 0
+    downloading: tuple[dict[str, Any], float, float] | None = None  # deployment, bits, since
 
     @property
     def _base(self) -> str:
@@ -97,18 +106,36 @@ class DdiDevice:
             self.reported[action_id] = target.value
         await self._send(client, url, body)
 
-    async def step(self, client: httpx.AsyncClient) -> str:
-        """One poll cycle; returns what happened (idle, updated, failed, cancelled, error...)."""
+    async def step(self, client: httpx.AsyncClient, now_s: float | None = None) -> str:
+        """One poll cycle at simulated time ``now_s`` (UNIX s; needed with a ``link``); returns
+        what happened: idle, updated, failed, cancelled, silent, error, no-link (out of reach,
+        nothing sent) or downloading (the transfer is still under way)."""
         if self.silent:
             return "silent"
+        if self.link is not None:
+            if now_s is None:
+                raise ValueError("a device with a link schedule steps at a simulated time")
+            if not self.link.connected(now_s):
+                self.offline_steps += 1
+                return "no-link"
         try:
             await self._flush(client)
-            return await self._cycle(client)
+            if self.downloading is not None and now_s is not None:
+                return await self._continue_download(client, now_s)
+            return await self._cycle(client, now_s)
         except (httpx.TransportError, httpx.HTTPStatusError):
             self.errors += 1
             return "error"
 
-    async def _cycle(self, client: httpx.AsyncClient) -> str:
+    async def _continue_download(self, client: httpx.AsyncClient, now_s: float) -> str:
+        assert self.downloading is not None and self.link is not None
+        dep, bits, since = self.downloading
+        if self.link.bits_between(since, now_s) < bits:
+            return "downloading"
+        self.downloading = None
+        return await self._finish(client, dep)
+
+    async def _cycle(self, client: httpx.AsyncClient, now_s: float | None = None) -> str:
         self.polls += 1
         response = await client.get(self._base, headers=self._headers)
         response.raise_for_status()
@@ -133,17 +160,30 @@ class DdiDevice:
             return "idle"
         deployment = await client.get(links["deploymentBase"]["href"], headers=self._headers)
         deployment.raise_for_status()
-        return await self._install(client, deployment.json())
+        return await self._install(client, deployment.json(), now_s)
 
-    async def _install(self, client: httpx.AsyncClient, dep: dict[str, Any]) -> str:
+    async def _install(
+        self, client: httpx.AsyncClient, dep: dict[str, Any], now_s: float | None = None
+    ) -> str:
         action_id = int(dep["id"])
         chunk = dep["deployment"]["chunks"][0]
-        version = str(chunk["version"])
-        fault = self.fault_for(version)
+        fault = self.fault_for(str(chunk["version"]))
         await self._feedback(client, action_id, "download", details="downloading")
         if fault and fault.silent_at == "download":
             self.silent = True
             return "silent"
+        if self.link is not None and now_s is not None:
+            bits = 8.0 * sum(float(a["size"]) for a in chunk["artifacts"])
+            self.downloading = (dep, bits, now_s)
+            return await self._continue_download(client, now_s)
+        return await self._finish(client, dep)
+
+    async def _finish(self, client: httpx.AsyncClient, dep: dict[str, Any]) -> str:
+        """Fetch and check the artifacts, install, reboot and confirm."""
+        action_id = int(dep["id"])
+        chunk = dep["deployment"]["chunks"][0]
+        version = str(chunk["version"])
+        fault = self.fault_for(version)
         for artifact in chunk["artifacts"]:
             got = await client.get(
                 artifact["_links"]["download-http"]["href"], headers=self._headers

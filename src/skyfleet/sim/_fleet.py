@@ -14,14 +14,19 @@ __all__ = ["run_round", "run_rounds"]
 
 
 async def run_round(
-    client: httpx.AsyncClient, devices: Sequence[DdiDevice], *, concurrency: int = 32
+    client: httpx.AsyncClient,
+    devices: Sequence[DdiDevice],
+    *,
+    concurrency: int = 32,
+    now_s: float | None = None,
 ) -> Counter[str]:
-    """Every device does one poll cycle; returns how many ended each way."""
+    """Every device does one poll cycle (at simulated time ``now_s``, for devices with a link
+    schedule); returns how many ended each way."""
     gate = asyncio.Semaphore(concurrency)
 
     async def one(device: DdiDevice) -> str:
         async with gate:
-            return await device.step(client)
+            return await device.step(client, now_s)
 
     return Counter(await asyncio.gather(*(one(d) for d in devices)))
 

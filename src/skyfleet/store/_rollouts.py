@@ -11,7 +11,7 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Connection, and_, insert, select, update
+from sqlalchemy import Connection, and_, func, insert, select, update
 
 from skyfleet.errors import ConflictError, FilterError
 from skyfleet.rollout import (
@@ -40,6 +40,7 @@ from skyfleet.store._judge import _counts, _set_status, _start_group, evaluate, 
 from skyfleet.store._schema import actions, devices, releases, rollout_groups, rollouts
 
 __all__ = [
+    "CONFIRMED_MILESTONES_PCT",
     "create_rollout",
     "get_rollout",
     "list_actions",
@@ -236,8 +237,81 @@ def rollback(
     return operate(conn, now_s, new_id, "start", actor=actor)
 
 
-def get_rollout(conn: Connection, rollout_id: int) -> dict[str, Any]:
-    """A rollout with, per group, its filter, thresholds, counts by state and rates."""
+#: The shares of a group's devices whose confirmation time a rollout's status reports.
+CONFIRMED_MILESTONES_PCT = (50, 95)
+#: How many of the devices waiting for a link a rollout's status names, per group.
+WAITING_NAMED = 20
+
+
+def _time_to_confirmed(
+    conn: Connection, rollout_id: int, group_idx: int, total: int, started_at: float | None
+) -> dict[str, float | None]:
+    """Seconds from the group's start until each milestone share of its devices had confirmed
+    (confirmed is final, so an action's last update is its confirmation); None until then."""
+    times: dict[str, float | None] = {}
+    for pct in CONFIRMED_MILESTONES_PCT:
+        key = f"time_to_{pct}_pct_s"
+        times[key] = None
+        needed = -(-total * pct // 100)  # ceil
+        if started_at is None or needed == 0:
+            continue
+        at = conn.execute(
+            select(actions.c.updated_at)
+            .where(
+                actions.c.rollout_id == rollout_id,
+                actions.c.group_idx == group_idx,
+                actions.c.state == ActionState.CONFIRMED.value,
+            )
+            .order_by(actions.c.updated_at)
+            .limit(1)
+            .offset(needed - 1)
+        ).scalar()
+        if at is not None:
+            times[key] = round(max(0.0, float(at) - started_at), 3)
+    return times
+
+
+def _waiting_for_link(
+    conn: Connection, rollout_id: int, group_idx: int, since_s: float
+) -> tuple[int, list[str]]:
+    """Devices with unfinished actions in the group that the server has not heard from since
+    ``since_s`` (or ever): out of reach, not failing; the in-progress timeout still applies."""
+    unfinished = [ActionState.SCHEDULED.value, *(s.value for s in IN_PROGRESS)]
+    where = and_(
+        actions.c.rollout_id == rollout_id,
+        actions.c.group_idx == group_idx,
+        actions.c.state.in_(unfinished),
+        (devices.c.last_seen.is_(None)) | (devices.c.last_seen < since_s),
+    )
+    joined = actions.join(devices, devices.c.id == actions.c.device_id)
+    count = conn.execute(select(func.count()).select_from(joined).where(where)).scalar_one()
+    if not count:
+        return 0, []
+    named = conn.execute(
+        select(actions.c.device_id)
+        .select_from(joined)
+        .where(where)
+        .order_by(actions.c.device_id)
+        .limit(WAITING_NAMED)
+    ).scalars()
+    return int(count), list(named)
+
+
+def get_rollout(
+    conn: Connection,
+    rollout_id: int,
+    *,
+    now_s: float | None = None,
+    out_of_contact_s: float | None = None,
+) -> dict[str, Any]:
+    """A rollout with, per group, its filter, thresholds, counts by state and rates, and how
+    long its devices took to confirm (``time_to_50_pct_s``, ``time_to_95_pct_s``).
+
+    Given ``now_s`` and ``out_of_contact_s``, each group also counts the devices with unfinished
+    actions that have not been seen for ``out_of_contact_s`` seconds (``waiting_for_link``, and
+    the first few ids in ``waiting_for_link_ids``): a vehicle in a dead zone or a site whose
+    uplink is down. They count as failures only when the group's in-progress timeout passes.
+    """
     rollout = _rollout_row(conn, rollout_id)
     group_rows = _groups(conn, rollout_id)
     counts = _counts(conn, rollout_id, len(group_rows))
@@ -245,8 +319,14 @@ def get_rollout(conn: Connection, rollout_id: int) -> dict[str, Any]:
     groups = []
     for g, c in zip(group_rows, counts, strict=True):
         spec = _spec(g)
+        reach: dict[str, Any] = {}
+        if now_s is not None and out_of_contact_s is not None:
+            n, ids = _waiting_for_link(conn, rollout_id, g.idx, now_s - out_of_contact_s)
+            reach = {"waiting_for_link": n, "waiting_for_link_ids": ids}
         groups.append(
             {
+                **_time_to_confirmed(conn, rollout_id, g.idx, c.total, g.started_at),
+                **reach,
                 "index": g.idx + 1,
                 "group": spec.text,
                 "started": g.started_at is not None,

@@ -1,0 +1,138 @@
+"""Which link a simulated device has over time, and what it can download over it.
+
+A :class:`LinkSchedule` is a step grid of link kinds (none, cellular, satellite, wired) built
+from the links model: a vehicle's satellite link along its route and the cellular coverage it
+drives through, or a site's satellite link. A simulated device reaches the server only while it
+has a link, and downloads at the rate of the link it has.
+
+Download rates are round figures in the range of published measurements, not a model of any
+network: rural 4G/LTE about 20 Mbit/s, a Starlink terminal about 100 Mbit/s (Ookla's
+Speedtest reports of 2024–2025 put the US median near 100), wired 1 Gbit/s.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, overload
+
+import numpy as np
+
+from skyfleet.errors import InputError
+
+__all__ = ["DOWNLOAD_BIT_S", "LINK_KINDS", "LinkSchedule"]
+
+#: Link kinds, by code (the schedule stores codes).
+LINK_KINDS = ("none", "cellular", "satellite", "wired")
+#: Sustained download rate per link kind, bits per second.
+DOWNLOAD_BIT_S: Mapping[str, float] = {
+    "none": 0.0,
+    "cellular": 20e6,
+    "satellite": 100e6,
+    "wired": 1e9,
+}
+_RATES = np.array([DOWNLOAD_BIT_S[k] for k in LINK_KINDS])
+
+
+@dataclass(frozen=True)
+class LinkSchedule:
+    """Link kind per step: ``codes[i]`` (an index into :data:`LINK_KINDS`) holds from
+    ``start_unix_s + i * step_s`` for one step. Before the first step the first kind holds, after
+    the last the last kind holds.
+
+    >>> s = LinkSchedule.from_masks(0.0, 60.0, cellular=[True, False, False],
+    ...                             satellite=[True, True, False])
+    >>> [s.kind_at(t) for t in (0.0, 61.0, 150.0)]
+    ['cellular', 'satellite', 'none']
+    >>> s.bits_between(0.0, 120.0) == 60 * (20e6 + 100e6)
+    True
+    """
+
+    start_unix_s: float
+    step_s: float
+    codes: np.ndarray[Any, np.dtype[np.int8]]
+
+    def __post_init__(self) -> None:
+        if not self.step_s > 0:
+            raise InputError(f"a link schedule's step must be positive, got {self.step_s:g}")
+        if self.codes.ndim != 1 or self.codes.size == 0:
+            raise InputError("a link schedule needs at least one step")
+        if self.codes.min() < 0 or self.codes.max() >= len(LINK_KINDS):
+            raise InputError("a link schedule holds codes 0..3 (none, cellular, satellite, wired)")
+
+    @classmethod
+    def always(cls, kind: str) -> LinkSchedule:
+        """One kind of link at every time."""
+        if kind not in LINK_KINDS:
+            raise InputError(f"link kind {kind!r} is unknown: use {', '.join(LINK_KINDS)}")
+        return cls(0.0, 1.0, np.array([LINK_KINDS.index(kind)], dtype=np.int8))
+
+    @classmethod
+    def from_masks(
+        cls,
+        start_unix_s: float,
+        step_s: float,
+        *,
+        cellular: Any = None,
+        satellite: Any = None,
+        wired: Any = None,
+    ) -> LinkSchedule:
+        """From per-step masks of where each link is available. Where several are, the device
+        uses wired, then cellular (cheaper than satellite airtime), then satellite."""
+        masks = {k: np.asarray(m, dtype=bool) for k, m in [("satellite", satellite),
+                 ("cellular", cellular), ("wired", wired)] if m is not None}  # fmt: skip
+        if not masks:
+            raise InputError("give at least one of cellular, satellite or wired")
+        sizes = {m.shape for m in masks.values()}
+        if len(sizes) != 1 or len(next(iter(sizes))) != 1:
+            raise InputError("the link masks must be 1-D and of one length")
+        codes = np.zeros(next(iter(masks.values())).size, dtype=np.int8)
+        for kind in ("satellite", "cellular", "wired"):  # later kinds win
+            if kind in masks:
+                codes[masks[kind]] = LINK_KINDS.index(kind)
+        return cls(start_unix_s, step_s, codes)
+
+    def _index(self, t_unix_s: Any) -> Any:
+        i = np.floor((np.asarray(t_unix_s, dtype=np.float64) - self.start_unix_s) / self.step_s)
+        return np.clip(i, 0, self.codes.size - 1).astype(np.int64)
+
+    @overload
+    def kind_at(self, t_unix_s: float) -> str: ...
+    @overload
+    def kind_at(self, t_unix_s: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]: ...
+    def kind_at(self, t_unix_s: Any) -> Any:
+        """The link kind at each time (a string for a scalar time, an array of them else)."""
+        kinds = np.asarray(LINK_KINDS)[self.codes[self._index(t_unix_s)]]
+        return str(kinds) if np.ndim(kinds) == 0 else kinds
+
+    def connected(self, t_unix_s: Any) -> Any:
+        """Whether the device has any link at each time (bool, or a bool array)."""
+        up = self.codes[self._index(t_unix_s)] > 0
+        return bool(up) if np.ndim(up) == 0 else up
+
+    def bits_between(self, t0_unix_s: float, t1_unix_s: float) -> float:
+        """Bits the device can download from ``t0`` to ``t1`` at its link's rate (0 while it has
+        none); the kind at the schedule's ends extends beyond them."""
+        if t1_unix_s <= t0_unix_s:
+            return 0.0
+
+        def cumulative(t: float) -> float:
+            x = (t - self.start_unix_s) / self.step_s
+            rates = _RATES[self.codes]
+            if x <= 0:
+                return float(rates[0] * x * self.step_s)
+            n = self.codes.size
+            full = int(min(np.floor(x), n))
+            done = float(rates[:full].sum() * self.step_s)
+            rest = (x - full) * self.step_s
+            return done + float(rates[min(full, n - 1)] * rest)
+
+        return cumulative(t1_unix_s) - cumulative(t0_unix_s)
+
+    def share_pct(self) -> dict[str, float]:
+        """The share of the schedule's steps with each link kind, %."""
+        counts = np.bincount(self.codes, minlength=len(LINK_KINDS))
+        return {
+            k: round(100.0 * c / self.codes.size, 3)
+            for k, c in zip(LINK_KINDS, counts, strict=True)
+        }

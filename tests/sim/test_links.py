@@ -1,0 +1,62 @@
+"""Link schedules of simulated devices: which link holds when, and what it can carry."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from skyfleet.errors import InputError
+from skyfleet.sim import DOWNLOAD_BIT_S, LinkSchedule
+
+
+def test_cellular_is_preferred_over_satellite_and_wired_over_both() -> None:
+    s = LinkSchedule.from_masks(
+        100.0,
+        10.0,
+        cellular=[True, True, False, False],
+        satellite=[True, False, True, False],
+        wired=[False, True, False, False],
+    )
+    assert s.kind_at(np.array([100.0, 110.0, 120.0, 130.0])).tolist() == [
+        "cellular",
+        "wired",
+        "satellite",
+        "none",
+    ]
+    assert s.share_pct() == {"none": 25.0, "cellular": 25.0, "satellite": 25.0, "wired": 25.0}
+
+
+def test_scalar_and_array_times_agree_and_ends_extend() -> None:
+    s = LinkSchedule.from_masks(0.0, 60.0, satellite=[False, True])
+    times = np.array([-500.0, 0.0, 59.9, 60.0, 10_000.0])
+    assert s.connected(times).tolist() == [s.connected(float(t)) for t in times]
+    assert s.connected(times).tolist() == [False, False, False, True, True]
+    assert isinstance(s.kind_at(30.0), str)
+
+
+def test_bits_between_integrates_rates_over_partial_steps() -> None:
+    s = LinkSchedule.from_masks(0.0, 10.0, cellular=[True, False, True])
+    cell = DOWNLOAD_BIT_S["cellular"]
+    # 5 s of the first step, none in the second, 2.5 s of the third.
+    assert s.bits_between(5.0, 22.5) == pytest.approx(7.5 * cell)
+    # Past the end the last kind (cellular) holds.
+    assert s.bits_between(30.0, 40.0) == pytest.approx(10.0 * cell)
+    assert s.bits_between(22.5, 5.0) == 0.0
+    # Split intervals add up.
+    assert s.bits_between(3.0, 11.0) + s.bits_between(11.0, 27.0) == pytest.approx(
+        s.bits_between(3.0, 27.0)
+    )
+
+
+@pytest.mark.parametrize(
+    "build",
+    [
+        lambda: LinkSchedule.from_masks(0.0, 0.0, cellular=[True]),
+        lambda: LinkSchedule.from_masks(0.0, 1.0),
+        lambda: LinkSchedule.from_masks(0.0, 1.0, cellular=[True], satellite=[True, False]),
+        lambda: LinkSchedule.always("carrier-pigeon"),
+    ],
+)
+def test_bad_schedules_are_refused(build) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(InputError):
+        build()
