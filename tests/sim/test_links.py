@@ -60,3 +60,20 @@ def test_bits_between_integrates_rates_over_partial_steps() -> None:
 def test_bad_schedules_are_refused(build) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(InputError):
         build()
+
+
+def test_schedule_from_the_link_model_follows_the_satellite_gaps(s1) -> None:  # type: ignore[no-untyped-def]
+    from skyfleet.links import link_series, resolve_place
+
+    # Starlink shell 1 (53 degrees) leaves gaps at 61.5 N; cellular covers the first ten minutes.
+    series = link_series(s1, resolve_place("61.5,10.0"), resolve_place("aws:eu-north-1"),
+                         1_767_225_600.0, 3600.0, 30.0)  # fmt: skip
+    has_path = np.isfinite(series.rtt_ms)
+    assert 0 < has_path.sum() < has_path.size
+    cellular = np.arange(has_path.size) < 20
+    s = LinkSchedule.from_link_series(series, cellular)
+    t = series.start_unix_s + series.t_s
+    assert s.connected(t).tolist() == (has_path | cellular).tolist()
+    kinds = s.kind_at(t)
+    assert (kinds[cellular] == "cellular").all()
+    assert (kinds[~cellular & has_path] == "satellite").all()

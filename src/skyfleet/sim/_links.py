@@ -19,6 +19,7 @@ from typing import Any, overload
 import numpy as np
 
 from skyfleet.errors import InputError
+from skyfleet.links import LinkSeries
 
 __all__ = ["DOWNLOAD_BIT_S", "LINK_KINDS", "LinkSchedule"]
 
@@ -91,6 +92,18 @@ class LinkSchedule:
             if kind in masks:
                 codes[masks[kind]] = LINK_KINDS.index(kind)
         return cls(start_unix_s, step_s, codes)
+
+    @classmethod
+    def from_link_series(cls, series: LinkSeries, cellular: Any = None) -> LinkSchedule:
+        """From the links model: satellite wherever ``series`` has a path to its destination,
+        cellular where ``cellular`` (one bool per step of the series, e.g.
+        :func:`~skyfleet.links.cellular_mask` along the route) says so."""
+        return cls.from_masks(
+            series.start_unix_s,
+            series.step_s,
+            satellite=np.isfinite(series.rtt_ms),
+            cellular=cellular,
+        )
 
     def _index(self, t_unix_s: Any) -> Any:
         i = np.floor((np.asarray(t_unix_s, dtype=np.float64) - self.start_unix_s) / self.step_s)
