@@ -14,6 +14,7 @@ and exits with status 2.
     ├── LinksError
     │   ├── PlaceError                   a place that cannot be resolved (bad LAT,LON, unknown name)
     │   ├── RouteError                   a route file that cannot be read
+    │   ├── CoverageError                cellular coverage data (OpenCelliD CSV, GeoJSON) that cannot be read
     │   └── LinkConfigError              a link query with impossible parameters (step <= 0, ...)
     ├── RolloutError
     │   ├── FilterError                  a group filter or percentage that does not parse
@@ -46,6 +47,7 @@ __all__ = [
     "ApiError",
     "ArtifactError",
     "ConflictError",
+    "CoverageError",
     "DeviceAuthError",
     "DeviceError",
     "FilterError",
@@ -107,6 +109,10 @@ class PlaceError(LinksError, ValueError):
 
 class RouteError(LinksError, ValueError):
     """A route file (CSV or GPX) that cannot be read."""
+
+
+class CoverageError(LinksError, ValueError):
+    """Cellular coverage data (OpenCelliD CSV or GeoJSON) that cannot be read or used."""
 
 
 class LinkConfigError(LinksError, ValueError):

@@ -17,6 +17,7 @@ from skyfleet.cli._demo import demo
 from skyfleet.cli._links import constellation_app, link, places_app
 from skyfleet.cli._powershare import powershare_app
 from skyfleet.cli._rollouts import device_app, release_app, rollout_app
+from skyfleet.cli._route import route_app
 from skyfleet.cli._serve import serve
 from skyfleet.cli._sites import site_app
 from skyfleet.cli._tokens import token_app
@@ -63,6 +64,7 @@ app.add_typer(constellation_app, name="constellation")
 app.add_typer(places_app, name="places")
 app.add_typer(powershare_app, name="powershare")
 app.add_typer(site_app, name="site")
+app.add_typer(route_app, name="route")
 app.command("serve")(serve)
 app.add_typer(device_app, name="device")
 app.add_typer(release_app, name="release")

@@ -85,6 +85,18 @@ def load_constellation(name: str, tle: Path | None, min_elevation: float | None)
     return preset(name, min_elevation)
 
 
+def warn_stale_tle(con: Constellation, start_s: float) -> None:
+    """Warn on stderr when a TLE catalogue's elements are far from the start time."""
+    if isinstance(con, TleConstellation):
+        days = float(np.max(np.abs(con.epochs_unix_s - start_s))) / 86_400.0
+        if days > STALE_TLE_DAYS:
+            err.print(
+                f"[yellow]warning:[/] some TLEs are {days:.0f} days from the start time; SGP4 "
+                "drifts by kilometres per day, so use recent elements or --start near their epoch",
+                soft_wrap=True,
+            )
+
+
 def _workers(steps: int, workers: int | None) -> int:
     if workers is not None:
         if workers < 1:
@@ -226,14 +238,7 @@ def link(
         detail=out_file is not None,
     )
     con = load_constellation(constellation, tle, min_elevation)
-    if isinstance(con, TleConstellation):
-        days = float(np.max(np.abs(con.epochs_unix_s - start_s))) / 86_400.0
-        if days > STALE_TLE_DAYS:
-            err.print(
-                f"[yellow]warning:[/] some TLEs are {days:.0f} days from the start time; SGP4 "
-                "drifts by kilometres per day, so use recent elements or --start near their epoch",
-                soft_wrap=True,
-            )
+    warn_stale_tle(con, start_s)
     steps = time_grid(start_s, duration_s, step_s).size
     with progress_bar(
         steps, f"{con.name}: {steps} steps", enabled=steps * con.size > 2_000_000

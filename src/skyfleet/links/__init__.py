@@ -14,6 +14,17 @@ True
 
 from __future__ import annotations
 
+from skyfleet.links._cellular import (
+    CONNECTIVITY_CLASSES,
+    CellCoverage,
+    CoveragePolygon,
+    builtin_coverage,
+    cellular_mask,
+    connectivity_class,
+    parse_geojson_coverage,
+    parse_opencellid_csv,
+    route_connectivity,
+)
 from skyfleet.links._engine import MODES, LinkOptions, Mode, decision_steps
 from skyfleet.links._geometry import (
     DEFAULT_FIBER_INFLATION,
@@ -54,18 +65,24 @@ from skyfleet.links._site import (
 )
 
 __all__ = [
+    "CONNECTIVITY_CLASSES",
     "DEFAULT_FIBER_INFLATION",
     "FIBER_INDEX",
     "MODES",
     "RTT_PERCENTILES",
     "SITE_MODES",
+    "CellCoverage",
+    "CoveragePolygon",
     "LinkOptions",
     "LinkSeries",
     "Mode",
     "Place",
     "Route",
     "SitePlan",
+    "builtin_coverage",
+    "cellular_mask",
     "cloud_regions",
+    "connectivity_class",
     "decision_steps",
     "elevation_deg",
     "fiber_one_way_ms",
@@ -81,9 +98,12 @@ __all__ = [
     "load_route",
     "max_slant_range_km",
     "outages",
+    "parse_geojson_coverage",
+    "parse_opencellid_csv",
     "plan_site",
     "pops",
     "resolve_place",
+    "route_connectivity",
     "rtt_distribution",
     "site_places",
     "summarize",
