@@ -50,6 +50,7 @@ def test_plan_out_writes_plot_series_and_summary(
         (["--region", "aws:atlantis-1"], "unknown cloud region"),
         (["--duration", "0s"], "greater than zero"),
         (["--constellation", "nope"], "nope"),
+        (["--fiber-inflation", "0.5"], "inflation"),
     ],
 )
 def test_plan_bad_input_is_one_line_and_writes_nothing(
@@ -61,7 +62,7 @@ def test_plan_bad_input_is_one_line_and_writes_nothing(
     code, _, err = run(argv, capsys)
     assert code == 2
     assert message in err and len(err.strip().splitlines()) == 1
-    assert not (tmp_path / "o" / "summary.json").exists()
+    assert not (tmp_path / "o").exists()
 
 
 @pytest.mark.usefixtures("server")

@@ -19,7 +19,9 @@ def _register(api: httpx.Client, *devices: dict[str, object]) -> httpx.Response:
 
 
 def test_site_list_has_a_link_estimate_per_mode(api: httpx.Client) -> None:
-    assert _register(api, MINE, {"id": "car-1"}).status_code == 201
+    registered = _register(api, MINE, {"id": "car-1"})
+    assert registered.status_code == 201
+    token = registered.json()["devices"][0]["token"]
     r = api.get("/api/v1/sites")
     assert r.status_code == 200, r.text
     body = r.json()
@@ -32,8 +34,17 @@ def test_site_list_has_a_link_estimate_per_mode(api: httpx.Client) -> None:
     # Starlink with laser links reaches Sydney from the Pilbara in tens of ms (about 3,300 km).
     assert 20.0 < link["isl"]["rtt_median_ms"] < 80.0
     assert link["internet_rtt_ms"] > link["fiber_rtt_ms"] > 25.0
-    # Cached for a minute: the same answer again.
-    assert api.get("/api/v1/sites").json() == body
+    assert body["truncated"] is False
+    # The site reports a new location (Perth): the estimate follows at once, not a minute later.
+    moved = api.put(
+        "/DEFAULT/controller/v1/pilbara-mine/configData",
+        json={"mode": "merge", "data": {"lat_deg": "-31.95", "lon_deg": "115.86"}},
+        headers={"Authorization": f"TargetToken {token}"},
+    )
+    assert moved.status_code == 200, moved.text
+    (site,) = api.get("/api/v1/sites").json()["sites"]
+    assert (site["lat_deg"], site["lon_deg"]) == (-31.95, 115.86)
+    assert site["link"]["fiber_rtt_ms"] != link["fiber_rtt_ms"]
 
 
 def test_a_site_without_a_location_is_listed_with_the_problem(api: httpx.Client) -> None:
@@ -82,3 +93,19 @@ def test_site_link_of_unknown_or_non_site_is_404(api: httpx.Client) -> None:
     assert api.get("/api/v1/sites/nowhere/link").status_code == 404
     r = api.get("/api/v1/sites/car-1/link")
     assert r.status_code == 404 and "not a site" in r.json()["error"]
+
+
+@pytest.mark.parametrize(
+    ("params", "status"),
+    [
+        ({"duration_s": 86_400, "step_s": 1}, 400),  # 86,400 steps: too much for one request
+        ({"start_s": 1e300}, 422),
+        ({"step_s": 0}, 422),
+    ],
+)
+def test_site_link_refuses_windows_it_cannot_serve(
+    api: httpx.Client, params: dict[str, float], status: int
+) -> None:
+    assert _register(api, MINE).status_code == 201
+    r = api.get("/api/v1/sites/pilbara-mine/link", params=params)
+    assert r.status_code == status and "error" in r.json()

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from skyfleet.errors import InputError
-from skyfleet.sim import DOWNLOAD_BIT_S, LinkSchedule
+from skyfleet.sim import DOWNLOAD_BIT_PER_S, LinkSchedule
 
 
 def test_cellular_is_preferred_over_satellite_and_wired_over_both() -> None:
@@ -36,7 +36,7 @@ def test_scalar_and_array_times_agree_and_ends_extend() -> None:
 
 def test_bits_between_integrates_rates_over_partial_steps() -> None:
     s = LinkSchedule.from_masks(0.0, 10.0, cellular=[True, False, True])
-    cell = DOWNLOAD_BIT_S["cellular"]
+    cell = DOWNLOAD_BIT_PER_S["cellular"]
     # 5 s of the first step, none in the second, 2.5 s of the third.
     assert s.bits_between(5.0, 22.5) == pytest.approx(7.5 * cell)
     # Past the end the last kind (cellular) holds.
@@ -77,3 +77,25 @@ def test_schedule_from_the_link_model_follows_the_satellite_gaps(s1) -> None:  #
     kinds = s.kind_at(t)
     assert (kinds[cellular] == "cellular").all()
     assert (kinds[~cellular & has_path] == "satellite").all()
+
+
+def test_a_time_that_is_not_a_number_has_no_link() -> None:
+    s = LinkSchedule.always("satellite")
+    assert s.connected(float("nan")) is False and s.kind_at(float("nan")) == "none"
+    assert s.connected(np.array([0.0, np.nan])).tolist() == [True, False]
+    assert s.bits_between(0.0, float("nan")) == 0.0
+
+
+def test_bits_between_takes_arrays_like_scalars() -> None:
+    s = LinkSchedule.from_masks(0.0, 10.0, cellular=[True, False, True], satellite=[0, 1, 0])
+    t0, t1 = np.array([0.0, 5.0, 12.0]), np.array([10.0, 25.0, 40.0])
+    assert s.bits_between(t0, t1).tolist() == [
+        s.bits_between(a, b) for a, b in zip(t0, t1, strict=True)
+    ]
+
+
+def test_codes_must_be_whole_numbers_and_the_start_a_time() -> None:
+    with pytest.raises(InputError):
+        LinkSchedule(0.0, 1.0, np.array([0.5, 1.0]))
+    with pytest.raises(InputError):
+        LinkSchedule(float("inf"), 1.0, np.array([1], dtype=np.int8))

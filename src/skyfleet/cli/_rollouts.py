@@ -19,8 +19,7 @@ from skyfleet.cli._client import TokenOption as _Token
 from skyfleet.cli._client import once as _once
 from skyfleet.cli._common import err, iso, out, parse_duration, print_json
 from skyfleet.errors import InputError
-from skyfleet.rollout import IN_PROGRESS, ActionState, GroupSpec
-from skyfleet.store import CONFIRMED_MILESTONES_PCT
+from skyfleet.rollout import CONFIRMED_MILESTONES_PCT, IN_PROGRESS, ActionState, GroupSpec
 
 __all__ = ["device_app", "release_app", "rollout_app"]
 

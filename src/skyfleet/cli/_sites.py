@@ -22,6 +22,7 @@ from skyfleet.errors import InputError
 from skyfleet.links import (
     DEFAULT_FIBER_INFLATION,
     SITE_MODES,
+    LinkOptions,
     SitePlan,
     outages,
     plan_site,
@@ -213,6 +214,8 @@ def site_plan(
     dest = resolve_place(region)
     con = load_constellation(constellation, tle, min_elevation)
     steps = time_grid(start_s, duration_s, step_s).size
+    for mode in SITE_MODES:  # every value is checked before the output folder is made
+        LinkOptions(mode=mode, fiber_inflation=fiber_inflation)
     if out_dir is not None:
         make_out_dir(out_dir)
     with progress_bar(

@@ -25,6 +25,7 @@ from skyfleet.rollout._filters import (
     parse_group_text,
 )
 from skyfleet.rollout._groups import (
+    CONFIRMED_MILESTONES_PCT,
     GroupCounts,
     GroupSpec,
     Verdict,
@@ -68,6 +69,7 @@ from skyfleet.rollout._uptane import verify_assignment
 from skyfleet.rollout._versions import is_valid_hardware, is_valid_version, same_line, version_key
 
 __all__ = [
+    "CONFIRMED_MILESTONES_PCT",
     "DEVICE_KINDS",
     "FINISHED",
     "IN_PROGRESS",

@@ -16,7 +16,18 @@ from skyfleet.errors import FilterError
 from skyfleet.rollout._actions import ActionState
 from skyfleet.rollout._filters import DeviceFilter, DeviceRecord, parse_group_text
 
-__all__ = ["GroupCounts", "GroupSpec", "Verdict", "assign_group", "judge_group", "sample_score"]
+__all__ = [
+    "CONFIRMED_MILESTONES_PCT",
+    "GroupCounts",
+    "GroupSpec",
+    "Verdict",
+    "assign_group",
+    "judge_group",
+    "sample_score",
+]
+
+#: The shares of a group's devices whose time to confirm a rollout's status reports, %.
+CONFIRMED_MILESTONES_PCT = (50, 95)
 
 
 @dataclass(frozen=True, slots=True)

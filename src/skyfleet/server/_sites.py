@@ -41,6 +41,8 @@ router = APIRouter(prefix="/api/v1", tags=["sites"])
 ESTIMATE_WINDOW_S = 600.0
 ESTIMATE_TTL_S = 60.0
 MAX_SITES = 10_000
+MAX_SERIES_STEPS = 2_880  # a day at 30 s: a few seconds of work on one request thread
+MAX_START_S = 4_102_444_800.0  # 2100-01-01
 _ERRORS = (401, 403, 503, 400, 422)
 _lock = threading.Lock()
 
@@ -99,6 +101,8 @@ def _estimate(views: list[dict[str, Any]], now_s: float) -> None:
 
 
 def _cached_estimates(request: Request, views: list[dict[str, Any]], now_s: float) -> None:
+    """Fill the views from the estimates of this minute, computing them at most once: the lock
+    is held while computing, so requests that arrive meanwhile wait and then read the cache."""
     key = (
         math.floor(now_s / ESTIMATE_TTL_S),
         tuple(
@@ -107,34 +111,34 @@ def _cached_estimates(request: Request, views: list[dict[str, Any]], now_s: floa
     )
     with _lock:
         cached = getattr(request.app.state, "site_estimates", None)
-        if cached is not None and cached[0] == key:
-            for v, link in zip(views, cached[1], strict=True):
-                if link is not None:
-                    v["link"] = link
-            return
-    _estimate(views, math.floor(now_s / ESTIMATE_TTL_S) * ESTIMATE_TTL_S)
-    with _lock:
-        request.app.state.site_estimates = (key, [v.get("link") for v in views])
+        if cached is None or cached[0] != key:
+            computed = [dict(v) for v in views]
+            _estimate(computed, key[0] * ESTIMATE_TTL_S)
+            cached = (key, computed)
+            request.app.state.site_estimates = cached
+    for view, done in zip(views, cached[1], strict=True):
+        view.update(done)
 
 
-def _load_sites(rt: Runtime) -> list[dict[str, Any]]:
+def _load_sites(rt: Runtime) -> tuple[int, list[dict[str, Any]]]:
     with rt.store.read() as conn:
-        _, rows = store.list_devices(conn, kind="site", limit=MAX_SITES)
-    return [_site_view(r) for r in rows]
+        total, rows = store.list_devices(conn, kind="site", limit=MAX_SITES)
+    return total, [_site_view(r) for r in rows]
 
 
 @router.get("/sites", summary="Sites and their link estimates", responses=error_responses(*_ERRORS))
 async def list_sites(
     request: Request, who: Viewer, estimate: Annotated[bool, Query()] = True
 ) -> dict[str, Any]:
-    """Every device of kind ``site`` with its location and region and, with ``estimate``, its
+    """Every device of kind ``site`` (the first 10,000 by id; ``truncated`` says when there are
+    more) with its location and region and, with ``estimate``, its
     link over the next ten minutes: per mode (``isl``, ``bent-pipe``) the RTT now and its
     median (ms, null without a path) and availability (%), with the fiber figures."""
     rt = _rt(request)
-    views = await run_in_threadpool(_load_sites, rt)
+    total, views = await run_in_threadpool(_load_sites, rt)
     if estimate:
         await run_in_threadpool(_cached_estimates, request, views, rt.clock())
-    return {"total": len(views), "sites": views}
+    return {"total": total, "truncated": total > len(views), "sites": views}
 
 
 @router.get(
@@ -148,12 +152,17 @@ async def site_link(
     site_id: str,
     duration_s: Annotated[float, Query(gt=0, le=86_400)] = 3600.0,
     step_s: Annotated[float, Query(ge=1, le=3600)] = 60.0,
-    start_s: Annotated[float | None, Query(ge=0)] = None,
+    start_s: Annotated[float | None, Query(ge=0, le=MAX_START_S)] = None,
 ) -> dict[str, Any]:
-    """The site's round-trip time to its region from ``start_s`` (default now) over
-    ``duration_s`` at ``step_s``: per mode the RTT at each step (null where there is no path)
-    and its distribution, with the fiber figures (ms)."""
+    """The site's round-trip time to its region from ``start_s`` (UNIX s, default now) over
+    ``duration_s`` at ``step_s`` (at most 2,880 steps): per mode the RTT at each step (null
+    where there is no path) and its distribution, with the fiber figures (ms)."""
     rt = _rt(request)
+    if duration_s / step_s > MAX_SERIES_STEPS:
+        raise InputError(
+            f"{duration_s:g} s at {step_s:g} s is {math.ceil(duration_s / step_s):,} steps, more "
+            f"than {MAX_SERIES_STEPS:,}: use a longer step_s or a shorter duration_s"
+        )
 
     def compute() -> dict[str, Any]:
         with rt.store.read() as conn:

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 from skyfleet.sim._ddi_device import DdiDevice, Fault
 from skyfleet.sim._fleet import run_round, run_rounds
-from skyfleet.sim._links import DOWNLOAD_BIT_S, LINK_KINDS, LinkSchedule
+from skyfleet.sim._links import DOWNLOAD_BIT_PER_S, LINK_KINDS, LinkSchedule
 from skyfleet.sim._uptane import TokenFetcher, UptaneDevice
 
 __all__ = [
-    "DOWNLOAD_BIT_S",
+    "DOWNLOAD_BIT_PER_S",
     "LINK_KINDS",
     "DdiDevice",
     "Fault",

@@ -19,6 +19,7 @@ from typing import Any
 
 import httpx
 
+from skyfleet.errors import InputError
 from skyfleet.rollout import ActionState, feedback_target
 from skyfleet.sim._links import LinkSchedule
 
@@ -114,7 +115,9 @@ class DdiDevice:
             return "silent"
         if self.link is not None:
             if now_s is None:
-                raise ValueError("a device with a link schedule steps at a simulated time")
+                raise InputError(
+                    f"device {self.device_id!r} has a link schedule: step it at a time (now_s)"
+                )
             if not self.link.connected(now_s):
                 self.offline_steps += 1
                 return "no-link"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import httpx
 
@@ -38,13 +38,16 @@ async def run_rounds(
     *,
     concurrency: int = 32,
     pause_s: float = 0.0,
+    clock: Callable[[], float] | None = None,
 ) -> list[Counter[str]]:
-    """``rounds`` rounds against the server at ``base_url``; one Counter per round."""
+    """``rounds`` rounds against the server at ``base_url``; one Counter per round. Devices
+    with a link schedule step at ``clock()`` (UNIX s, simulated or real)."""
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     results = []
     async with httpx.AsyncClient(base_url=base_url, timeout=30.0, limits=limits) as client:
         for _ in range(rounds):
-            results.append(await run_round(client, devices, concurrency=concurrency))
+            now_s = clock() if clock is not None else None
+            results.append(await run_round(client, devices, concurrency=concurrency, now_s=now_s))
             if pause_s:
                 await asyncio.sleep(pause_s)
     return results

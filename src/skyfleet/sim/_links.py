@@ -13,7 +13,8 @@ Speedtest reports of 2024–2025 put the US median near 100), wired 1 Gbit/s.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, overload
 
 import numpy as np
@@ -21,18 +22,18 @@ import numpy as np
 from skyfleet.errors import InputError
 from skyfleet.links import LinkSeries
 
-__all__ = ["DOWNLOAD_BIT_S", "LINK_KINDS", "LinkSchedule"]
+__all__ = ["DOWNLOAD_BIT_PER_S", "LINK_KINDS", "LinkSchedule"]
 
 #: Link kinds, by code (the schedule stores codes).
 LINK_KINDS = ("none", "cellular", "satellite", "wired")
 #: Sustained download rate per link kind, bits per second.
-DOWNLOAD_BIT_S: Mapping[str, float] = {
+DOWNLOAD_BIT_PER_S: Mapping[str, float] = {
     "none": 0.0,
     "cellular": 20e6,
     "satellite": 100e6,
     "wired": 1e9,
 }
-_RATES = np.array([DOWNLOAD_BIT_S[k] for k in LINK_KINDS])
+_RATES = np.array([DOWNLOAD_BIT_PER_S[k] for k in LINK_KINDS])
 
 
 @dataclass(frozen=True)
@@ -51,15 +52,23 @@ class LinkSchedule:
 
     start_unix_s: float
     step_s: float
-    codes: np.ndarray[Any, np.dtype[np.int8]]
+    codes: np.ndarray[Any, np.dtype[np.int8]] = field(repr=False)
 
     def __post_init__(self) -> None:
-        if not self.step_s > 0:
+        if not (np.isfinite(self.step_s) and self.step_s > 0):
             raise InputError(f"a link schedule's step must be positive, got {self.step_s:g}")
-        if self.codes.ndim != 1 or self.codes.size == 0:
+        if not np.isfinite(self.start_unix_s):
+            raise InputError(f"a link schedule's start must be a time, got {self.start_unix_s:g}")
+        codes = np.asarray(self.codes)
+        if codes.ndim != 1 or codes.size == 0:
             raise InputError("a link schedule needs at least one step")
-        if self.codes.min() < 0 or self.codes.max() >= len(LINK_KINDS):
+        if (
+            not np.issubdtype(codes.dtype, np.integer)
+            or codes.min() < 0
+            or codes.max() >= len(LINK_KINDS)
+        ):
             raise InputError("a link schedule holds codes 0..3 (none, cellular, satellite, wired)")
+        object.__setattr__(self, "codes", codes.astype(np.int8))
 
     @classmethod
     def always(cls, kind: str) -> LinkSchedule:
@@ -105,9 +114,14 @@ class LinkSchedule:
             cellular=cellular,
         )
 
-    def _index(self, t_unix_s: Any) -> Any:
-        i = np.floor((np.asarray(t_unix_s, dtype=np.float64) - self.start_unix_s) / self.step_s)
-        return np.clip(i, 0, self.codes.size - 1).astype(np.int64)
+    def _codes_at(self, t_unix_s: Any) -> Any:
+        """The code at each time; none (0) for a time that is not a number."""
+        t = np.asarray(t_unix_s, dtype=np.float64)
+        i = np.floor(
+            (np.where(np.isfinite(t), t, self.start_unix_s) - self.start_unix_s) / self.step_s
+        )
+        codes = self.codes[np.clip(i, 0, self.codes.size - 1).astype(np.int64)]
+        return np.where(np.isfinite(t), codes, 0)
 
     @overload
     def kind_at(self, t_unix_s: float) -> str: ...
@@ -115,32 +129,37 @@ class LinkSchedule:
     def kind_at(self, t_unix_s: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]: ...
     def kind_at(self, t_unix_s: Any) -> Any:
         """The link kind at each time (a string for a scalar time, an array of them else)."""
-        kinds = np.asarray(LINK_KINDS)[self.codes[self._index(t_unix_s)]]
+        kinds = np.asarray(LINK_KINDS)[self._codes_at(t_unix_s)]
         return str(kinds) if np.ndim(kinds) == 0 else kinds
 
     def connected(self, t_unix_s: Any) -> Any:
-        """Whether the device has any link at each time (bool, or a bool array)."""
-        up = self.codes[self._index(t_unix_s)] > 0
+        """Whether the device has any link at each time (bool, or a bool array; False for a
+        time that is not a number)."""
+        up = self._codes_at(t_unix_s) > 0
         return bool(up) if np.ndim(up) == 0 else up
 
-    def bits_between(self, t0_unix_s: float, t1_unix_s: float) -> float:
-        """Bits the device can download from ``t0`` to ``t1`` at its link's rate (0 while it has
-        none); the kind at the schedule's ends extends beyond them."""
-        if t1_unix_s <= t0_unix_s:
-            return 0.0
+    @cached_property
+    def _cumulative_bits(self) -> np.ndarray[Any, np.dtype[np.float64]]:
+        """Bits transferable from the start to the start of each step, and to the end."""
+        per_step = _RATES[self.codes] * self.step_s
+        return np.concatenate([[0.0], np.cumsum(per_step)])
 
-        def cumulative(t: float) -> float:
-            x = (t - self.start_unix_s) / self.step_s
-            rates = _RATES[self.codes]
-            if x <= 0:
-                return float(rates[0] * x * self.step_s)
-            n = self.codes.size
-            full = int(min(np.floor(x), n))
-            done = float(rates[:full].sum() * self.step_s)
-            rest = (x - full) * self.step_s
-            return done + float(rates[min(full, n - 1)] * rest)
+    def bits_between(self, t0_unix_s: Any, t1_unix_s: Any) -> Any:
+        """Bits the device can download from ``t0`` to ``t1`` (UNIX s, scalars or arrays) at
+        its link's rate (0 while it has none; 0 where ``t1 <= t0`` or a time is not a number);
+        the kinds at the schedule's ends extend beyond them."""
+        got = self._bits_to(t1_unix_s) - self._bits_to(t0_unix_s)
+        got = np.where(np.isfinite(got) & (got > 0), got, 0.0)
+        return float(got) if np.ndim(got) == 0 else got
 
-        return cumulative(t1_unix_s) - cumulative(t0_unix_s)
+    def _bits_to(self, t_unix_s: Any) -> Any:
+        x = (np.asarray(t_unix_s, dtype=np.float64) - self.start_unix_s) / self.step_s
+        n = self.codes.size
+        rates = _RATES[self.codes]
+        inside = np.interp(x, np.arange(n + 1), self._cumulative_bits)
+        before = rates[0] * np.minimum(x, 0.0) * self.step_s
+        after = rates[-1] * np.maximum(x - n, 0.0) * self.step_s
+        return inside + before + after
 
     def share_pct(self) -> dict[str, float]:
         """The share of the schedule's steps with each link kind, %."""

@@ -57,7 +57,6 @@ from skyfleet.store._judge import evaluate, sweep
 from skyfleet.store._keys import TRUSTED_ROOT, generate_keys, init_trust, load_keys
 from skyfleet.store._polls import PollViewReader, open_poll_reader
 from skyfleet.store._rollouts import (
-    CONFIRMED_MILESTONES_PCT,
     create_rollout,
     get_rollout,
     list_actions,
@@ -82,7 +81,6 @@ from skyfleet.store._trust import (
 )
 
 __all__ = [
-    "CONFIRMED_MILESTONES_PCT",
     "DEFAULT_URL",
     "OPERATOR_ROLES",
     "REPOS",

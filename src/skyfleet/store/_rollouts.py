@@ -15,6 +15,7 @@ from sqlalchemy import Connection, and_, func, insert, select, update
 
 from skyfleet.errors import ConflictError, FilterError
 from skyfleet.rollout import (
+    CONFIRMED_MILESTONES_PCT,
     FINISHED,
     IN_PROGRESS,
     ActionState,
@@ -40,7 +41,6 @@ from skyfleet.store._judge import _counts, _set_status, _start_group, evaluate, 
 from skyfleet.store._schema import actions, devices, releases, rollout_groups, rollouts
 
 __all__ = [
-    "CONFIRMED_MILESTONES_PCT",
     "create_rollout",
     "get_rollout",
     "list_actions",
@@ -237,8 +237,6 @@ def rollback(
     return operate(conn, now_s, new_id, "start", actor=actor)
 
 
-#: The shares of a group's devices whose confirmation time a rollout's status reports.
-CONFIRMED_MILESTONES_PCT = (50, 95)
 #: How many of the devices waiting for a link a rollout's status names, per group.
 WAITING_NAMED = 20
 
@@ -274,14 +272,17 @@ def _time_to_confirmed(
 def _waiting_for_link(
     conn: Connection, rollout_id: int, group_idx: int, since_s: float
 ) -> tuple[int, list[str]]:
-    """Devices with unfinished actions in the group that the server has not heard from since
-    ``since_s`` (or ever): out of reach, not failing; the in-progress timeout still applies."""
+    """Devices with unfinished actions in the group that the server has heard from neither by a
+    poll nor by feedback on the action since ``since_s``: out of reach, not failing. Those in
+    progress still count as failed once the group's timeout passes; those not yet started wait
+    as long as it takes."""
     unfinished = [ActionState.SCHEDULED.value, *(s.value for s in IN_PROGRESS)]
     where = and_(
         actions.c.rollout_id == rollout_id,
         actions.c.group_idx == group_idx,
         actions.c.state.in_(unfinished),
         (devices.c.last_seen.is_(None)) | (devices.c.last_seen < since_s),
+        actions.c.updated_at < since_s,
     )
     joined = actions.join(devices, devices.c.id == actions.c.device_id)
     count = conn.execute(select(func.count()).select_from(joined).where(where)).scalar_one()
@@ -307,10 +308,11 @@ def get_rollout(
     """A rollout with, per group, its filter, thresholds, counts by state and rates, and how
     long its devices took to confirm (``time_to_50_pct_s``, ``time_to_95_pct_s``).
 
-    Given ``now_s`` and ``out_of_contact_s``, each group also counts the devices with unfinished
-    actions that have not been seen for ``out_of_contact_s`` seconds (``waiting_for_link``, and
-    the first few ids in ``waiting_for_link_ids``): a vehicle in a dead zone or a site whose
-    uplink is down. They count as failures only when the group's in-progress timeout passes.
+    Given ``now_s`` and ``out_of_contact_s``, each started group of a running or halted rollout
+    also counts the devices with unfinished actions that have not been heard from for
+    ``out_of_contact_s`` seconds (``waiting_for_link``, and the first few ids in
+    ``waiting_for_link_ids``): a vehicle in a dead zone or a site whose uplink is down. Those in
+    progress count as failures only when the group's in-progress timeout passes.
     """
     rollout = _rollout_row(conn, rollout_id)
     group_rows = _groups(conn, rollout_id)
@@ -321,7 +323,12 @@ def get_rollout(
         spec = _spec(g)
         reach: dict[str, Any] = {}
         if now_s is not None and out_of_contact_s is not None:
-            n, ids = _waiting_for_link(conn, rollout_id, g.idx, now_s - out_of_contact_s)
+            live = rollout.status in (RolloutStatus.RUNNING.value, RolloutStatus.HALTED.value)
+            n, ids = (
+                _waiting_for_link(conn, rollout_id, g.idx, now_s - out_of_contact_s)
+                if live and g.started_at is not None
+                else (0, [])
+            )
             reach = {"waiting_for_link": n, "waiting_for_link_ids": ids}
         groups.append(
             {
