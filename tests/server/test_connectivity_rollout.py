@@ -167,3 +167,37 @@ def test_download_time_follows_the_link_rate(sim) -> None:  # type: ignore[no-un
     assert _round(live.url, [device], clock, need_s * 0.99) == {"downloading": 1}
     assert _round(live.url, [device], clock, need_s * 1.01) == {"updated": 1}
     assert device.installed_version == NEW
+
+
+def test_a_long_download_over_a_working_link_is_not_waiting_for_a_link(sim) -> None:  # type: ignore[no-untyped-def]
+    """800 MB over cellular take 320 s; the device does not poll meanwhile, but it is in touch."""
+    live, clock, api = sim
+    cars = register_cars(api, {"id": "slow-1", "hw": "hw3"})
+    art = upload(api, "huge.swu", bytes(ARTIFACT_BYTES))
+    api.post(
+        "/api/v1/releases", json={"version": NEW, "notes": "", "artifacts": {"hw3": [art]}}
+    ).raise_for_status()
+    rid = rollout(api, NEW, ["hw:hw3"], timeout_s=3600.0)
+    device = DdiDevice(
+        "slow-1", cars["slow-1"].token, installed_version=OLD, link=LinkSchedule.always("cellular")
+    )
+    # Pretend the artifact is 200 times larger: 1.6 s x 200 = 320 s of cellular, more than two
+    # polling intervals (60 s each).
+    device_bits = 200 * 8 * ARTIFACT_BYTES
+    assert _round(live.url, [device], clock, 0.0) == {"downloading": 1}
+    assert device.downloading is not None
+    device.downloading = (device.downloading[0], device_bits, device.downloading[2])
+    for t in range(30, 600, 30):
+        clock.now = START + t
+        got = _round(live.url, [device], clock, float(t))
+        g = _group(api, rid)
+        assert g["waiting_for_link"] == 0, (t, got)
+        if got == {"updated": 1}:
+            break
+    else:
+        raise AssertionError("the download never finished")
+    assert (
+        device_bits / DOWNLOAD_BIT_PER_S["cellular"]
+        <= t
+        < device_bits / DOWNLOAD_BIT_PER_S["cellular"] + 30
+    )

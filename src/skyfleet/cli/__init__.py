@@ -14,6 +14,7 @@ from typer.exceptions import TyperException
 from skyfleet import __version__
 from skyfleet.cli._common import err, fail
 from skyfleet.cli._demo import demo
+from skyfleet.cli._fleet import fleet_app
 from skyfleet.cli._links import constellation_app, link, places_app
 from skyfleet.cli._powershare import powershare_app
 from skyfleet.cli._rollouts import device_app, release_app, rollout_app
@@ -62,11 +63,12 @@ app.command("demo")(demo)
 app.command("link")(link)
 app.add_typer(constellation_app, name="constellation")
 app.add_typer(places_app, name="places")
+app.add_typer(route_app, name="route")
 app.add_typer(powershare_app, name="powershare")
 app.add_typer(site_app, name="site")
-app.add_typer(route_app, name="route")
 app.command("serve")(serve)
 app.add_typer(device_app, name="device")
+app.add_typer(fleet_app, name="fleet")
 app.add_typer(release_app, name="release")
 app.add_typer(rollout_app, name="rollout")
 app.add_typer(token_app, name="token")

@@ -10,11 +10,13 @@ from typing import Annotated
 import typer
 
 from skyfleet.cli._common import err, parse_duration
+from skyfleet.cli._relay import serve_relay
 from skyfleet.errors import InputError
 from skyfleet.server import ServerConfig, create_app
 from skyfleet.server._app import CONFIG_ENV, config_to_env
 from skyfleet.server._signing import check_keys
 from skyfleet.store import DEFAULT_URL, ensure_admin_token, init_trust, open_store
+from skyfleet.telemetry import parse_mqtt_url, telemetry_filter
 
 __all__ = ["ADMIN_TOKEN_FILE", "serve"]
 
@@ -75,6 +77,49 @@ def serve(
     log_level: Annotated[
         str, typer.Option(help="uvicorn log level: warning, info, debug.")
     ] = "info",
+    mqtt: Annotated[
+        str | None,
+        typer.Option(
+            "--mqtt",
+            envvar="SKYFLEET_MQTT_URL",
+            help="Take device telemetry from this MQTT broker (mqtt://HOST[:PORT], "
+            "mqtts://USER:PASSWORD@HOST), topics skyfleet/TENANT/devices/ID/telemetry.",
+            rich_help_panel="Telemetry",
+        ),
+    ] = None,
+    telemetry_history: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            max=1_000_000,
+            help="Telemetry samples kept per device (360: an hour at one every 10 s).",
+            rich_help_panel="Telemetry",
+        ),
+    ] = 360,
+    upstream: Annotated[
+        str | None,
+        typer.Option(
+            help="Run as an edge relay for the devices at this site: cache what they are "
+            "assigned from this central server (http://HOST:PORT) and queue their reports "
+            "while the uplink is down. Its own database defaults to ./skyfleet-relay.db.",
+            rich_help_panel="Edge relay",
+        ),
+    ] = None,
+    relay_id: Annotated[
+        str | None,
+        typer.Option(
+            help="The relay's id in the idempotency keys of what it forwards, unique to it "
+            "(default: a random one, made on the first start and kept).",
+            rich_help_panel="Edge relay",
+        ),
+    ] = None,
+    uplink_retry: Annotated[
+        str,
+        typer.Option(
+            help="Longest wait between tries of an uplink that is down, e.g. 30s.",
+            rich_help_panel="Edge relay",
+        ),
+    ] = "30s",
 ) -> None:
     """Run the server: operator API under /api/v1 (docs at /docs) and the device API.
 
@@ -84,14 +129,33 @@ def serve(
     Example:
 
       skyfleet serve --port 8000 --database-url postgresql+psycopg://postgres@127.0.0.1/fleet
+
+    At a site, as an edge relay for the devices near it (see /relay/status):
+
+      skyfleet serve --upstream http://fleet.example.com:8000 --host 0.0.0.0
     """
     import uvicorn
+
+    if upstream is not None:
+        serve_relay(
+            upstream=upstream,
+            relay_id=relay_id,
+            host=host,
+            port=port,
+            database_url=database_url,
+            artifacts_dir=artifacts_dir,
+            uplink_retry=uplink_retry,
+            workers=workers,
+            log_level=log_level,
+        )
+        return
 
     poll_s = parse_duration(poll, "polling interval")
     if poll_s < 1:
         raise InputError(f"polling interval {poll!r} must be at least 1 s")
     if workers > 1 and database_url.startswith("sqlite"):
         raise InputError("--workers > 1 needs PostgreSQL; SQLite serves from one process")
+    broker = parse_mqtt_url(mqtt) if mqtt is not None else None  # a bad URL: one line, exit 2
     config = ServerConfig(
         database_url=database_url,
         artifacts_dir=artifacts_dir,
@@ -101,6 +165,8 @@ def serve(
         keys_dir=keys_dir,
         root_keys_dir=root_keys_dir,
         freeze_gc=True,
+        mqtt_url=mqtt,
+        telemetry_history=telemetry_history,
     )
     # Open (create or migrate) the store once here, so schema errors are one line and exit 2.
     db = open_store(database_url, artifacts_dir=artifacts_dir)
@@ -129,6 +195,11 @@ def serve(
         f"skyfleet serving on http://{host}:{port} (database {database_url.split('@')[-1]}); "
         f"API docs at http://{host}:{port}/docs"
     )
+    if broker is not None:
+        err.print(
+            f"telemetry from the MQTT broker at {broker.host}:{broker.port}, "
+            f"topics {telemetry_filter(tenant)}"
+        )
     if gateway_token is None:
         err.print(
             "no --gateway-token: only devices registered with 'skyfleet device register' can poll"

@@ -15,7 +15,7 @@ import anyio.to_thread
 from fastapi import FastAPI
 
 from skyfleet import __version__, store
-from skyfleet.server import _admin, _ddi, _operator, _sites, _tuf
+from skyfleet.server import _admin, _ddi, _operator, _sites, _telemetry, _tuf
 from skyfleet.server._config import ServerConfig
 from skyfleet.server._errors import install_error_handlers
 from skyfleet.server._limits import BodyLimit, DeviceRateLimit
@@ -58,6 +58,10 @@ def create_app(
             app.state.runtime = runtime
             stack.push_async_callback(runtime.polls.aclose)
             stack.push_async_callback(asyncio.to_thread, runtime.flush_seen)
+            telemetry = _telemetry.TelemetryService(config, opened, clock)
+            telemetry.start()  # the ingest thread, and the MQTT subscriber if configured
+            stack.push_async_callback(asyncio.to_thread, telemetry.stop)
+            app.state.telemetry = telemetry
             if config.freeze_gc:
                 # What start-up made lives as long as the process: leave it out of the cyclic
                 # collector's full passes (about 150,000 objects, 60 ms a pass), which otherwise
@@ -97,9 +101,11 @@ def create_app(
         auth_fail_burst=config.auth_fail_burst,
     )
     app.include_router(_operator.router)
+    app.include_router(_telemetry.operator_router)
     app.include_router(_sites.router)
     app.include_router(_admin.router)
     app.include_router(_tuf.router)  # before the DDI routes: its paths are longer
+    app.include_router(_telemetry.device_router)
     app.include_router(_ddi.router)
     return app
 

@@ -47,6 +47,16 @@ class ServerConfig:
     offline). ``*_expiry_s`` are the metadata lifetimes (root a year, the others a day, as
     Uptane advises); the image repository is checked every ``trust_refresh_s`` and signed again
     half-way to expiry.
+
+    Telemetry: with ``mqtt_url`` (``mqtt://HOST[:PORT]``, ``mqtts://USER:PASSWORD@HOST``) the
+    server subscribes to its tenant's telemetry topics as ``mqtt_client_id`` (default
+    ``skyfleet-{tenant}``), a session the broker keeps ``mqtt_session_expiry_s`` after a
+    disconnect; devices may also post telemetry over HTTP. ``telemetry_history``: samples kept
+    per device (360: an hour at one every 10 s).
+
+    ``idempotency_ttl_s``: how long the server remembers the ``Idempotency-Key`` of a report
+    (an edge relay re-sends with the same key what it cannot be sure arrived), so that it is
+    applied once; keys older than that are pruned (hourly).
     """
 
     database_url: str = DEFAULT_URL
@@ -77,6 +87,13 @@ class ServerConfig:
     trust_refresh_s: float = 60.0
     # --- process ---
     freeze_gc: bool = False
+    # --- telemetry ---
+    mqtt_url: str | None = None
+    mqtt_client_id: str | None = None
+    mqtt_session_expiry_s: float = 86400.0
+    telemetry_history: int = 360
+    # --- edge relays ---
+    idempotency_ttl_s: float = 30 * 86400.0
 
     def lifetimes(self) -> Lifetimes:
         """The metadata lifetimes these settings ask for."""

@@ -163,6 +163,17 @@ def _device(
 
 Device = Annotated[dict[str, Any], Depends(_device)]
 
+#: A report that carries an ``Idempotency-Key`` is applied at most once (an edge relay re-sends
+#: what it cannot be sure arrived with the same key): see :mod:`skyfleet.store._idempotency`.
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        pattern=r"^[!-~]{1,200}$",
+        description="Apply this report at most once: a repeat with the same key (for this "
+        "device) is answered 200 and changes nothing. An edge relay sends RELAY-ID:SEQ.",
+    ),
+]
+
 
 @functools.lru_cache(maxsize=64)
 def _root_url_of(
@@ -331,11 +342,16 @@ def installed_base(
     return _deployment_body(request, tenant, controller_id, dep, "FINISHED")
 
 
-def _feedback(rt: Runtime, controller_id: str, action_id: int, fb: Feedback) -> Response:
+def _feedback(
+    rt: Runtime, controller_id: str, action_id: int, fb: Feedback, key: str | None = None
+) -> Response:
+    now = rt.clock()
     with rt.store.begin() as conn:
+        if key is not None and not store.claim_idempotency_key(conn, controller_id, key, now):
+            return Response(status_code=200)  # applied before: the same answer, nothing again
         _state, finished = store.apply_feedback(
             conn,
-            rt.clock(),
+            now,
             controller_id,
             action_id,
             execution=fb.status.execution,
@@ -360,9 +376,10 @@ def deployment_feedback(
     action_id: ActionIdPath,
     feedback: Feedback,
     device: Device,
+    idempotency_key: IdempotencyKey = None,
 ) -> Response:
     """Move the action along its state machine (late or repeated reports change nothing)."""
-    return _feedback(runtime(request), controller_id, action_id, feedback)
+    return _feedback(runtime(request), controller_id, action_id, feedback, idempotency_key)
 
 
 @router.get(
@@ -402,6 +419,7 @@ def cancel_feedback(
     action_id: ActionIdPath,
     feedback: Feedback,
     device: Device,
+    idempotency_key: IdempotencyKey = None,
 ) -> Response:
     """``closed``/``success`` (or ``canceled``) confirms the cancel; ``rejected`` refuses it."""
     status = feedback.status
@@ -409,7 +427,9 @@ def cancel_feedback(
         status = FeedbackStatus(execution="canceled", details=status.details)
     elif status.execution == "rejected" or status.result.finished == "failure":
         return Response(status_code=200)  # the device carries on; the action stays cancelling
-    return _feedback(runtime(request), controller_id, action_id, Feedback(status=status))
+    return _feedback(
+        runtime(request), controller_id, action_id, Feedback(status=status), idempotency_key
+    )
 
 
 @router.put(
@@ -424,6 +444,7 @@ def config_data(
     controller_id: str,
     body: ConfigData,
     device: Device,
+    idempotency_key: IdempotencyKey = None,
 ) -> Response:
     """Merge reported attributes; ``hw`` and ``version`` set the device's hardware and version."""
     rt = runtime(request)
@@ -432,6 +453,10 @@ def config_data(
     hw = data.pop("hw", None)
     now = rt.clock()
     with rt.store.begin() as conn:
+        if idempotency_key is not None and not store.claim_idempotency_key(
+            conn, controller_id, idempotency_key, now
+        ):
+            return Response(status_code=200)  # applied before: the same answer, nothing again
         store.update_reported(
             conn,
             controller_id,
@@ -477,6 +502,7 @@ def download(
 ) -> FileResponse | PlainTextResponse:
     """The artifact's bytes; ``FILENAME.MD5SUM`` gives its MD5 line."""
     rt = runtime(request)
+    rt.seen(controller_id, rt.clock())  # a device downloading is in touch, though it does not poll
     md5sum = filename.endswith(".MD5SUM")
     name = filename.removesuffix(".MD5SUM") if md5sum else filename
     store.check_filename(name)

@@ -113,12 +113,17 @@ def list_devices(
     limit: Annotated[int, Query(ge=1, le=10_000)] = 100,
     offset: Annotated[int, Query(ge=0, le=MAX_BIG_ID)] = 0,
 ) -> dict[str, Any]:
-    """One page of devices (filter by hardware, kind or tag) and how many match in all."""
+    """One page of devices (filter by hardware, kind or tag) and how many match in all; each
+    with its latest ``telemetry`` sample (null before the first)."""
     with _rt(request).store.read() as conn:
         total, rows = store.list_devices(
             conn, hw=hw, kind=kind, tag=tag, limit=limit, offset=offset
         )
-    return {"total": total, "devices": [_public(r) for r in rows]}
+        latest = store.latest_telemetry(conn, [r["id"] for r in rows])
+    return {
+        "total": total,
+        "devices": [{**_public(r), "telemetry": latest.get(r["id"])} for r in rows],
+    }
 
 
 @router.post(
@@ -142,9 +147,11 @@ def register_devices(request: Request, who: Op, body: DevicesIn) -> dict[str, An
 
 @router.get("/devices/{device_id}", summary="One device", responses=error_responses(*_PARAMS, 404))
 def get_device(request: Request, who: Viewer, device_id: str) -> dict[str, Any]:
-    """A device's fields, what it reported, and when it was last seen."""
+    """A device's fields, what it reported, when it was last seen, and its latest
+    ``telemetry`` sample (null before the first)."""
     with _rt(request).store.read() as conn:
-        return _public(store.get_device(conn, device_id))
+        device = _public(store.get_device(conn, device_id))
+        return {**device, "telemetry": store.latest_telemetry(conn, [device_id]).get(device_id)}
 
 
 @router.post(

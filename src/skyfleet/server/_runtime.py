@@ -18,6 +18,8 @@ __all__ = ["Runtime"]
 
 log = logging.getLogger("skyfleet.server")
 
+_PRUNE_EVERY_S = 3600.0  # how often old idempotency keys are pruned
+
 
 class Runtime:
     """One server process's state outside the database."""
@@ -66,6 +68,11 @@ class Runtime:
         if self._loop is not None and self._wake is not None:
             self._loop.call_soon_threadsafe(self._wake.set)
 
+    def prune_idempotency_keys(self) -> int:
+        """Forget report keys older than ``idempotency_ttl_s``; returns how many."""
+        with self.store.begin() as conn:
+            return store.prune_idempotency_keys(conn, self.clock() - self.config.idempotency_ttl_s)
+
     def sweep_once(self) -> None:
         """Time out silent devices and judge running rollouts, in one transaction."""
         with self.store.begin() as conn:
@@ -78,6 +85,7 @@ class Runtime:
         self._wake = asyncio.Event()
         last_flush = 0.0
         last_signed = time.monotonic()
+        last_pruned = -_PRUNE_EVERY_S
         while True:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=self.config.sweep_interval_s)
@@ -90,6 +98,9 @@ class Runtime:
                 if time.monotonic() - last_signed >= self.config.trust_refresh_s:
                     last_signed = time.monotonic()
                     await asyncio.to_thread(self.signing.refresh_image, self.clock())
+                if time.monotonic() - last_pruned >= _PRUNE_EVERY_S:
+                    last_pruned = time.monotonic()
+                    await asyncio.to_thread(self.prune_idempotency_keys)
             except asyncio.CancelledError:
                 raise
             except Exception:  # a database hiccup must not stop the judge

@@ -53,9 +53,15 @@ from skyfleet.store._fleet import (
     touch_devices,
     update_reported,
 )
+from skyfleet.store._idempotency import (
+    check_idempotency_key,
+    claim_idempotency_key,
+    prune_idempotency_keys,
+)
 from skyfleet.store._judge import evaluate, sweep
 from skyfleet.store._keys import TRUSTED_ROOT, generate_keys, init_trust, load_keys
 from skyfleet.store._polls import PollViewReader, open_poll_reader
+from skyfleet.store._relay import BlobRef, CachedResponse, QueuedRequest, RelayStore
 from skyfleet.store._rollouts import (
     create_rollout,
     get_rollout,
@@ -65,6 +71,16 @@ from skyfleet.store._rollouts import (
     rollback,
 )
 from skyfleet.store._secrets import private_dir, read_private, write_private
+from skyfleet.store._telemetry import (
+    TELEMETRY_COUNTERS,
+    Ingested,
+    fleet_status,
+    ingest_telemetry,
+    latest_telemetry,
+    prune_telemetry,
+    telemetry_counts,
+    telemetry_history,
+)
 from skyfleet.store._trust import (
     REPOS,
     director_repo,
@@ -84,18 +100,26 @@ __all__ = [
     "DEFAULT_URL",
     "OPERATOR_ROLES",
     "REPOS",
+    "TELEMETRY_COUNTERS",
     "TRUSTED_ROOT",
     "UNKNOWN_HW",
+    "BlobRef",
     "BlobWriter",
+    "CachedResponse",
+    "Ingested",
     "NewDevice",
     "Offer",
     "Operator",
     "PollView",
     "PollViewReader",
+    "QueuedRequest",
+    "RelayStore",
     "Store",
     "apply_feedback",
     "artifact_path",
     "check_filename",
+    "check_idempotency_key",
+    "claim_idempotency_key",
     "count_operators",
     "create_operator_token",
     "create_release",
@@ -107,6 +131,7 @@ __all__ = [
     "director_targets",
     "ensure_admin_token",
     "evaluate",
+    "fleet_status",
     "generate_keys",
     "get_artifact",
     "get_device",
@@ -114,9 +139,11 @@ __all__ = [
     "get_rollout",
     "hash_token",
     "image_targets",
+    "ingest_telemetry",
     "init_trust",
     "installed_action",
     "iter_file",
+    "latest_telemetry",
     "list_actions",
     "list_artifacts",
     "list_audit",
@@ -134,6 +161,8 @@ __all__ = [
     "operator_for_token",
     "poll_views",
     "private_dir",
+    "prune_idempotency_keys",
+    "prune_telemetry",
     "publish",
     "read_private",
     "refresh_repo",
@@ -146,6 +175,8 @@ __all__ = [
     "save_artifact",
     "save_root",
     "sweep",
+    "telemetry_counts",
+    "telemetry_history",
     "token_matches",
     "touch_devices",
     "update_reported",

@@ -23,13 +23,17 @@ __all__ = [
     "actions",
     "artifacts",
     "audit",
+    "device_state",
     "devices",
+    "idempotency_keys",
     "metadata",
     "operator_tokens",
     "release_artifacts",
     "releases",
     "rollout_groups",
     "rollouts",
+    "telemetry",
+    "telemetry_counters",
     "tuf_metadata",
 ]
 
@@ -178,4 +182,61 @@ tuf_metadata = Table(
     Column("expires", Float, nullable=False),
     Column("created_at", Float, nullable=False),
     Column("body", LargeBinary, nullable=False),
+)
+
+#: Requests applied at most once: the ``Idempotency-Key`` a device's request carried (a relay's
+#: ``RELAY-ID:SEQ``), per device, recorded in the transaction that applied it; pruned by age.
+idempotency_keys = Table(
+    "idempotency_keys",
+    metadata,
+    Column("device_id", String(128), primary_key=True),
+    Column("key", String(200), primary_key=True),
+    Column("created_at", Float, nullable=False),
+    Index(None, "created_at"),
+)
+
+#: Telemetry (see :mod:`skyfleet.telemetry`): each device's latest sample by the device's time
+#: (``ts``, UNIX s); ``received_at`` is when the server stored it. A sample older than the one
+#: kept goes to the history only.
+device_state = Table(
+    "device_state",
+    metadata,
+    Column("device_id", ForeignKey("devices.id"), primary_key=True),
+    Column("received_at", Float, nullable=False),
+    Column("ts", Float, nullable=False),
+    Column("lat_deg", Float),
+    Column("lon_deg", Float),
+    Column("link", String(16)),
+    Column("rtt_ms", Float),
+    Column("soc_pct", Float),
+    Column("version", String(128)),
+    Column("state", String(64)),
+)
+
+#: Telemetry history: the newest samples of each device (``ServerConfig.telemetry_history``),
+#: one row per device and device time, so a message delivered twice is stored once.
+telemetry = Table(
+    "telemetry",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("device_id", ForeignKey("devices.id"), nullable=False),
+    Column("received_at", Float, nullable=False),
+    Column("ts", Float, nullable=False),
+    Column("lat_deg", Float),
+    Column("lon_deg", Float),
+    Column("link", String(16)),
+    Column("rtt_ms", Float),
+    Column("soc_pct", Float),
+    Column("version", String(128)),
+    Column("state", String(64)),
+    UniqueConstraint("device_id", "ts"),
+)
+
+#: What telemetry ingest counted, every server process together: ``received`` (samples),
+#: ``stored``, ``invalid`` (messages), ``unknown_device``, ``stale`` (older than the latest kept).
+telemetry_counters = Table(
+    "telemetry_counters",
+    metadata,
+    Column("name", String(32), primary_key=True),
+    Column("value", BigInteger, nullable=False),
 )
