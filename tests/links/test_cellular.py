@@ -354,3 +354,49 @@ def test_coverage_refuses_bad_towers() -> None:
         CellCoverage("x", np.array([91.0]), np.array([0.0]), np.array([10.0]))
     with pytest.raises(CoverageError, match="differ in length"):
         CellCoverage("x", np.array([1.0, 2.0]), np.array([0.0]), np.array([10.0]))
+
+
+def _cells(*rows: tuple[float, float, float]) -> str:
+    head = "radio,mcc,net,area,cell,unit,lon,lat,range,samples,changeable,created,updated,averageSignal\n"
+    return head + "".join(
+        f"LTE,1,1,1,{i},0,{lo},{la},{r},5,1,0,0,0\n" for i, (la, lo, r) in enumerate(rows)
+    )
+
+
+def test_lines_parse_like_text_and_cells_out_of_the_routes_reach_are_left_out() -> None:
+    import io
+
+    from skyfleet.links import cellular_mask, parse_opencellid_csv
+
+    text = _cells(
+        (47.0, -120.0, 5_000),  # on the route
+        (47.0, -120.4, 35_000),  # 30 km off its west end: reaches it, kept
+        (49.0, -120.0, 35_000),  # 220 km north: cannot reach it
+        (47.0, 10.0, 35_000),  # another continent
+    )
+    whole = parse_opencellid_csv(text, "x.csv")
+    streamed = parse_opencellid_csv(io.StringIO(text), "x.csv")
+    assert whole.tower_lat_deg.tolist() == streamed.tower_lat_deg.tolist()
+    route = (np.array([47.0, 47.0]), np.array([-120.0, -118.0]))
+    near = parse_opencellid_csv(io.StringIO(text), "x.csv", near=route)
+    assert near.tower_lon_deg.tolist() == [-120.0, -120.4]
+    assert "2 out of the route's reach left out" in near.source
+    # Along the route, filtering changes nothing.
+    lat = np.full(50, 47.0)
+    lon = np.linspace(-120.5, -117.5, 50)
+    assert cellular_mask(near, lat, lon).tolist() == cellular_mask(whole, lat, lon).tolist()
+
+
+def test_a_route_across_the_antimeridian_keeps_every_cell() -> None:
+    from skyfleet.links import parse_opencellid_csv
+
+    text = _cells((-17.8, 178.4, 5_000), (-17.8, -179.9, 5_000), (40.0, 0.0, 5_000))
+    route = (np.array([-17.8, -17.8]), np.array([179.5, -179.5]))
+    assert parse_opencellid_csv(text, "fiji.csv", near=route).towers == 3
+
+
+def test_no_cell_within_reach_is_one_clear_error() -> None:
+    from skyfleet.links import parse_opencellid_csv
+
+    with pytest.raises(CoverageError, match="none of its 1 cells is within reach"):
+        parse_opencellid_csv(_cells((10.0, 10.0, 1_000)), "far.csv", near=([50.0], [50.0]))

@@ -31,6 +31,10 @@ def reachable(host: str, port: int) -> bool:
         return False
 
 
+#: CI sets SKYFLEET_REQUIRE_MQTT=1: there a missing broker fails the MQTT tests, never skips them.
+REQUIRE_MQTT = os.environ.get("SKYFLEET_REQUIRE_MQTT") == "1"
+
+
 class Mosquitto:
     """``mosquitto -c CONFIG`` with persistence in ``folder``, so that a restart keeps the
     sessions and the messages queued for them (as a broker in service is set up)."""
@@ -38,7 +42,10 @@ class Mosquitto:
     def __init__(self, folder: Path) -> None:
         binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
         if not Path(binary).exists():
-            pytest.skip("mosquitto is not installed: the MQTT tests were NOT run")
+            message = "mosquitto is not installed: the MQTT tests were NOT run"
+            if REQUIRE_MQTT:
+                pytest.fail(message)
+            pytest.skip(message)
         self.binary = binary
         self.folder = folder
         self.port = free_port()

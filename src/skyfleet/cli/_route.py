@@ -23,6 +23,7 @@ from skyfleet.links import (
     LinkSeries,
     Mode,
     Place,
+    Route,
     builtin_coverage,
     cellular_mask,
     cloud_regions,
@@ -58,9 +59,10 @@ _STYLE = {"both": "green", "cellular_only": "blue", "satellite_only": "yellow", 
 _GAPS_SHOWN = 10
 
 
-def read_coverage(path: Path | None) -> CellCoverage:
+def read_coverage(path: Path | None, route: Route | None = None) -> CellCoverage:
     """The coverage in ``path`` (OpenCelliD ``.csv``, GeoJSON ``.geojson``/``.json``, either
-    optionally ``.gz``), or the built-in approximation when ``path`` is None."""
+    optionally ``.gz``), or the built-in approximation when ``path`` is None. An OpenCelliD file
+    is read line by line and keeps only the cells within reach of ``route``."""
     if path is None:
         return builtin_coverage()
     name = path.name.lower()
@@ -71,14 +73,16 @@ def read_coverage(path: Path | None) -> CellCoverage:
             f"--coverage {str(path)!r}: use an OpenCelliD .csv or a GeoJSON .geojson/.json file "
             "(optionally .gz)"
         )
+    near = (route.lat_deg, route.lon_deg) if route is not None else None
     try:
-        raw = path.read_bytes()
-        text = (gzip.decompress(raw) if packed else raw).decode("utf-8")
+        opener = gzip.open if packed else open
+        with opener(path, "rt", encoding="utf-8", newline="") as lines:
+            if suffix == ".csv":
+                return parse_opencellid_csv(lines, path.name, near)
+            return parse_geojson_coverage(lines.read(), path.name)
     except (OSError, EOFError, zlib.error, UnicodeDecodeError) as exc:
         why = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
         raise CoverageError(f"cannot read coverage file {str(path)!r}: {why}") from None
-    parse = parse_opencellid_csv if suffix == ".csv" else parse_geojson_coverage
-    return parse(text, path.name)
 
 
 def nearest_cloud_region(lat_deg: float, lon_deg: float) -> Place:
@@ -374,7 +378,7 @@ def analyze(
         raise InputError(
             f"route {str(route)!r} takes no time: it needs two or more different points"
         )
-    cov = read_coverage(coverage)
+    cov = read_coverage(coverage, rt)
     dst = (
         resolve_place(to)
         if to is not None

@@ -16,6 +16,7 @@ import csv
 import io
 import json
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import cache, cached_property
 from typing import Any
@@ -221,7 +222,11 @@ def _count(n: int, one: str, many: str | None = None) -> str:
 _OPENCELLID_HEAD = "radio,mcc,net,area,cell,unit,lon,lat,range"  # then samples, changeable, ...
 
 
-def parse_opencellid_csv(text: str, name: str = "OpenCelliD CSV") -> CellCoverage:
+def parse_opencellid_csv(
+    text: str | Iterable[str],
+    name: str = "OpenCelliD CSV",
+    near: tuple[ArrayLike, ArrayLike] | None = None,
+) -> CellCoverage:
     """Cells from OpenCelliD's export format (``radio,mcc,net,area,cell,unit,lon,lat,range,...``,
     with or without the header row; with one, the columns are found by name).
 
@@ -230,6 +235,11 @@ def parse_opencellid_csv(text: str, name: str = "OpenCelliD CSV") -> CellCoverag
     ``source`` says how many. A row that cannot be read (too few columns, a number that is not one,
     a position off the globe, a negative range) raises :class:`~skyfleet.errors.CoverageError`
     naming its line.
+
+    ``text`` is the file's text or its lines (an open text file: a country's file need not be held
+    in memory). ``near``, the latitudes and longitudes of a route, keeps only the cells that can
+    reach it: within its bounding box widened by :data:`MAX_RANGE_M` (all cells when the route
+    spans more than 180 degrees of longitude).
 
     >>> cov = parse_opencellid_csv(
     ...     "radio,mcc,net,area,cell,unit,lon,lat,range,samples,changeable,created,updated,averageSignal\\n"
@@ -240,7 +250,9 @@ def parse_opencellid_csv(text: str, name: str = "OpenCelliD CSV") -> CellCoverag
     >>> cov.source
     'berlin.csv: 2 cells (OpenCelliD; 1 under 1 km raised to 1 km; 1 over 35 km capped)'
     """
-    rows = csv.reader(io.StringIO(text))
+    rows = csv.reader(io.StringIO(text) if isinstance(text, str) else text)
+    keep = _box(near)
+    skipped = 0
     col = {"lon": 6, "lat": 7, "range": 8}
     lat: list[float] = []
     lon: list[float] = []
@@ -268,9 +280,14 @@ def parse_opencellid_csv(text: str, name: str = "OpenCelliD CSV") -> CellCoverag
         check_lat_lon(la, lo, f"{name}: line {line}", CoverageError)
         if not (math.isfinite(r) and r >= 0.0):
             raise CoverageError(f"{name}: line {line}: range {r:g} m is not a number >= 0")
+        if keep is not None and not (keep[0] <= la <= keep[1] and keep[2] <= lo <= keep[3]):
+            skipped += 1
+            continue
         lat.append(la)
         lon.append(lo)
         rng.append(r)
+    if not lat and skipped:
+        raise CoverageError(f"{name}: none of its {skipped:,} cells is within reach of the route")
     if not lat:
         raise CoverageError(f"{name}: no cells (expected OpenCelliD rows: radio,mcc,net,...)")
     r_m = np.asarray(rng)
@@ -280,6 +297,8 @@ def parse_opencellid_csv(text: str, name: str = "OpenCelliD CSV") -> CellCoverag
         notes.append(f"{low:,} under {MIN_RANGE_M / 1e3:g} km raised to {MIN_RANGE_M / 1e3:g} km")
     if high:
         notes.append(f"{high:,} over {MAX_RANGE_M / 1e3:g} km capped")
+    if skipped:
+        notes.append(f"{skipped:,} out of the route's reach left out")
     detail = "OpenCelliD" + "".join(f"; {n}" for n in notes)
     return CellCoverage(
         f"{name}: {_count(len(lat), 'cell')} ({detail})",
@@ -287,6 +306,23 @@ def parse_opencellid_csv(text: str, name: str = "OpenCelliD CSV") -> CellCoverag
         np.asarray(lon),
         np.clip(r_m, MIN_RANGE_M, MAX_RANGE_M),
     )
+
+
+def _box(near: tuple[ArrayLike, ArrayLike] | None) -> tuple[float, float, float, float] | None:
+    """``(lat_min, lat_max, lon_min, lon_max)`` around the points, widened by the longest cell
+    range; None (keep everything) without points or across more than 180 degrees of longitude."""
+    if near is None:
+        return None
+    lat, lon = np.asarray(near[0], dtype=np.float64), np.asarray(near[1], dtype=np.float64)
+    if lat.size == 0 or np.ptp(lon) > 180.0:
+        return None
+    pad_deg = math.degrees(MAX_RANGE_M / 1e3 / MEAN_EARTH_RADIUS_KM)
+    lat_lo, lat_hi = float(lat.min()) - pad_deg, float(lat.max()) + pad_deg
+    widest = max(abs(lat_lo), abs(lat_hi))
+    if widest >= 89.0:  # near a pole every longitude is close
+        return lat_lo, lat_hi, -180.0, 180.0
+    lon_pad = pad_deg / math.cos(math.radians(widest))
+    return lat_lo, lat_hi, float(lon.min()) - lon_pad, float(lon.max()) + lon_pad
 
 
 # --- GeoJSON ---------------------------------------------------------------------------------
