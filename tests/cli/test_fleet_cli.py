@@ -78,6 +78,28 @@ def test_fleet_status_flags_devices_silent_past_the_threshold(
     assert "3 stored" in out
 
 
+def test_a_sample_an_hour_late_does_not_make_a_silent_device_online(
+    fleet: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with httpx.Client(base_url=fleet, headers=ADMIN) as api:
+        answer = api.post("/api/v1/devices", json={"devices": [{"id": "car-late"}]})
+        assert answer.status_code == 201, answer.text
+        token = answer.json()["devices"][0]["token"]
+    late = httpx.post(  # queued for an hour on the device (or at an edge relay)
+        f"{fleet}/DEFAULT/controller/v1/car-late/telemetry",
+        json={"ts": time.time() - 3600, "link": "satellite"},
+        headers={"Authorization": f"TargetToken {token}"},
+    )
+    assert late.status_code == 200, late.text
+    code, out, err = run(["fleet", "status", "--json", "--server", fleet], capsys)
+    assert code == 0, err
+    status = json.loads(out)
+    assert status["by_state"] == {"online": 2, "silent": 1, "never_seen": 1}
+    [silent] = status["silent"]
+    assert silent["id"] == "car-late"
+    assert 3590 < silent["silent_s"] < 3700
+
+
 def test_fleet_telemetry_shows_a_devices_history(
     fleet: str, capsys: pytest.CaptureFixture[str]
 ) -> None:

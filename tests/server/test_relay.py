@@ -6,6 +6,8 @@ relay killed with reports queued loses none, and the relay cannot forge an updat
 from __future__ import annotations
 
 import hashlib
+import http.client
+import json
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -13,7 +15,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 from tests.server._fleet import OLD, Car, register_cars, release, rollout
 from tests.server._relay import (
     RelayProcess,
@@ -40,7 +42,7 @@ from conftest import ADMIN, GATEWAY_TOKEN, LiveServer, add_admin
 from skyfleet.server import RelayConfig, ServerConfig, create_app, create_relay_app
 from skyfleet.sim import DdiDevice, UptaneDevice
 from skyfleet.store import Store, open_store
-from skyfleet.store._schema import actions, audit, idempotency_keys
+from skyfleet.store._schema import actions, audit, devices, idempotency_keys
 
 VERSION = "2025.44.25.5"
 PAYLOAD = f"{VERSION}/hw3".encode() * 64  # what tests/server/_fleet.release uploads for hw3
@@ -394,7 +396,7 @@ def test_a_report_the_server_refuses_is_set_aside_with_its_reason_and_the_queue_
     status = wait_for(lambda: drained(relay.url), "the relay to forward its queue")
     assert status["dead_letters"] == 1
     (dead,) = status["recent_dead_letters"]
-    assert dead["status"] == 404 and "999999" in dead["reason"] and dead["device_id"] == car.id
+    assert dead["status"] == 404 and "999999" in dead["reason"] and dead["kind"] == "feedback"
     attributes = central_api.get(f"/api/v1/devices/{car.id}").json()["attributes"]
     assert attributes == {"site": "pilbara"}  # the report after it went through
 
@@ -462,3 +464,164 @@ def test_real_suricatta_installs_and_confirms_through_the_relay_while_the_uplink
     states = [to for _from, to in transitions(central_api, action_id)]
     assert states[0] == "retrieved" and states[-2:] == ["rebooting", "confirmed"]
     assert len(states) == len(set(states)), states  # each transition once, in order
+
+
+# --- attacks --------------------------------------------------------------------------------------
+
+
+def _raw_get(url: str, path: str, headers: dict[str, str]) -> tuple[int, dict[str, object]]:
+    """A GET with ``path`` sent byte for byte (httpx would normalise its dot segments)."""
+    parts = httpx.URL(url)
+    conn = http.client.HTTPConnection(parts.host, parts.port, timeout=15)
+    try:
+        conn.request("GET", path, headers=headers)
+        answer = conn.getresponse()
+        return answer.status, json.loads(answer.read())
+    finally:
+        conn.close()
+
+
+def test_dot_segments_cannot_take_over_another_device_or_reach_the_operator_api(
+    central_api: httpx.Client, link: CuttableLink, relay: LiveServer, tmp_path: Path
+) -> None:
+    cars = register_cars(central_api, {"id": "car-a"}, {"id": "car-b"})
+    victim, attacker = cars["car-b"], cars["car-a"]
+    # car-a's own token, on a path the relay would read as car-b's: it must not become car-b's.
+    takeovers = [
+        f"/DEFAULT/controller/v1/{victim.id}/../{attacker.id}",
+        f"/DEFAULT/controller/v1/{victim.id}/%2e%2e/{attacker.id}",
+        f"/DEFAULT/controller/v1/{victim.id}/.%2E/{attacker.id}",
+        f"/DEFAULT/controller/v1/{victim.id}%2F..%2F{attacker.id}",
+        f"/DEFAULT/controller/v1/{victim.id}/./",
+        f"/DEFAULT/controller/v1/{victim.id}//configData",
+        f"/DEFAULT/controller/v1/{victim.id}/tuf/targets/..\\..\\{attacker.id}",
+    ]
+    for path in takeovers:
+        status, body = _raw_get(relay.url, path, attacker.auth)
+        assert status == 400 and set(body) == {"error"}, (path, status, body)
+    # No token at all, and a path out of the device API: the operator's health and devices.
+    smuggles = [
+        f"/DEFAULT/controller/v1/{victim.id}/../../../../api/v1/devices",
+        f"/DEFAULT/controller/v1/{victim.id}/tuf/targets/../../../../../../api/v1/health",
+        "/DEFAULT/controller/v1/../../api/v1/health",
+    ]
+    for path in smuggles:
+        status, body = _raw_get(relay.url, path, {})
+        assert status == 400 and set(body) == {"error"}, (path, status, body)
+    with sqlite3.connect(tmp_path / "relay.db") as db:
+        assert db.execute("SELECT count(*) FROM relay_tokens").fetchone() == (0,)
+        assert db.execute("SELECT count(*) FROM relay_responses").fetchone() == (0,)
+    # The control: the attacker's own path works, and is recorded as its own.
+    assert httpx.get(relay.url + attacker.base, headers=attacker.auth).status_code == 200
+    with sqlite3.connect(tmp_path / "relay.db") as db:
+        assert db.execute("SELECT device_id FROM relay_tokens").fetchall() == [(attacker.id,)]
+
+
+def test_a_token_the_server_revoked_sets_aside_all_its_queued_reports_at_one_refusal(
+    central_api: httpx.Client,
+    central_db: Store,
+    link: CuttableLink,
+    relay: LiveServer,
+    tmp_path: Path,
+) -> None:
+    car = register_cars(central_api, {"id": "car-1"})["car-1"]
+    assert httpx.get(relay.url + car.base, headers=car.auth).status_code == 200
+    link.cut()
+    for n in range(25):
+        queued = httpx.put(
+            f"{relay.url}{car.base}/configData",
+            json={"mode": "merge", "data": {"n": str(n)}},
+            headers=car.auth,
+        )
+        assert queued.status_code == 200, queued.text
+    # The operator re-provisions the device meanwhile: its old token is refused from now on.
+    with central_db.begin() as conn:
+        conn.execute(update(devices).where(devices.c.id == car.id).values(token_hash="0" * 64))
+    link.restore()
+    status = wait_for(lambda: drained(relay.url), "the relay to empty its queue")
+    assert status["dead_letters"] == 25
+    assert len(link.keys) == 1  # one refusal charged, not one per report
+    with sqlite3.connect(tmp_path / "relay.db") as db:
+        assert db.execute("SELECT count(*) FROM relay_tokens").fetchone() == (0,)
+    assert central_api.get(f"/api/v1/devices/{car.id}").json()["attributes"] == {}
+
+
+def test_the_relays_database_syncs_every_commit_so_queued_reports_survive_a_power_cut(
+    central_db: Store, relay: LiveServer
+) -> None:
+    relay_db: Store = relay.server.config.app.state.relay.db.db
+    with relay_db.read() as conn:
+        assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 2  # FULL
+    with central_db.read() as conn:  # the server's own store keeps the faster default
+        assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 1  # NORMAL
+
+
+def test_relay_status_names_no_device_path_or_credentials(
+    central_api: httpx.Client, tmp_path: Path
+) -> None:
+    car = register_cars(central_api, {"id": "car-secretive"})["car-secretive"]
+    site = tmp_path / "site"
+    link = CuttableLink(int(httpx.URL(str(central_api.base_url)).port or 0))
+    upstream = f"http://relay-user:hunter2@127.0.0.1:{link.port}"
+    config = RelayConfig(
+        upstream_url=upstream,
+        database_url=f"sqlite:///{site}.db",
+        artifacts_dir=site,
+        retry_initial_s=0.1,
+        retry_max_s=0.3,
+    )
+    try:
+        with LiveServer(create_relay_app(config)) as relay:
+            relay_db: Store = relay.server.config.app.state.relay.db.db
+            store_relay = relay.server.config.app.state.relay.db
+            # A report the server refused, with the device and its path in the reason.
+            store_relay.remember_token(car.id, car.auth["Authorization"], 0.0)
+            link.cut()
+            queued = httpx.post(
+                f"{relay.url}{car.base}/deploymentBase/424242/feedback",
+                json={"status": {"execution": "download"}},
+                headers=car.auth,
+            )
+            assert queued.status_code == 200, queued.text
+            with relay_db.read() as conn:
+                (seq,) = conn.exec_driver_sql("SELECT seq FROM relay_queue").one()
+            entry = store_relay.head()
+            reason = f"HTTP 404: device {car.id!r} has no action 424242 at {entry.path}"
+            store_relay.dead_letter(entry, 404, reason, 1.0, keep=10)
+            # The uplink fails: its error may name the upstream URL with its credentials.
+            down = httpx.get(relay.url + car.base + "/configData", headers=car.auth)
+            status = relay_status(relay.url)
+    finally:
+        link.cut()
+    assert "hunter2" not in down.text and "relay-user" not in down.text
+    shown = json.dumps(status)
+    for secret in ("hunter2", "relay-user", car.id, "/controller/"):
+        assert secret not in shown, (secret, status)
+    assert status["upstream"] == f"http://127.0.0.1:{link.port}"
+    assert status["uplink"] == "down" and status["last_error"] == "ConnectError"
+    (dead,) = status["recent_dead_letters"]
+    assert dead["seq"] == seq and dead["kind"] == "feedback" and dead["status"] == 404
+    assert "424242" in dead["reason"]
+
+
+def test_a_404_for_a_request_that_did_not_authenticate_as_a_device_is_not_cached(
+    central_api: httpx.Client, link: CuttableLink, relay: LiveServer, tmp_path: Path
+) -> None:
+    car = register_cars(central_api, {"id": "car-1"})["car-1"]
+    strangers = [
+        ("/NO-SUCH-TENANT/controller/v1/car-1/installedBase/1", car.auth),
+        ("/DEFAULT/controller/v1/nobody/tuf/director/9.root.json", {}),
+        (f"{car.base}/no/such/route", {"Authorization": "TargetToken not-its-token"}),
+    ]
+    for path, headers in strangers:
+        answer = httpx.get(relay.url + path, headers=headers)
+        assert answer.status_code in (401, 404), (path, answer.status_code, answer.text)
+    with sqlite3.connect(tmp_path / "relay.db") as db:
+        assert db.execute("SELECT count(*) FROM relay_responses").fetchone() == (0,)
+    # The control: the device's own 404 (a TUF client's next root) is kept for it.
+    assert httpx.get(relay.url + car.base, headers=car.auth).status_code == 200
+    mine = httpx.get(f"{relay.url}{car.base}/tuf/director/9.root.json", headers=car.auth)
+    assert mine.status_code == 404
+    with sqlite3.connect(tmp_path / "relay.db") as db:
+        kept = db.execute("SELECT path, status FROM relay_responses WHERE status = 404")
+        assert kept.fetchall() == [(f"{car.base}/tuf/director/9.root.json", 404)]

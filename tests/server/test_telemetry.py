@@ -19,15 +19,17 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psycopg
 import pytest
 from fastapi import FastAPI
 from sqlalchemy import select
-from tests.server._mosquitto import SYSTEM_BROKER, Mosquitto, free_port, reachable
+from tests.server._mosquitto import REQUIRE_MQTT, SYSTEM_BROKER, Mosquitto, free_port, reachable
 
-from conftest import ADMIN, GATEWAY_TOKEN, LiveServer
+from conftest import ADMIN, GATEWAY_TOKEN, LiveServer, _reset_pg, add_admin
 from skyfleet.server import ServerConfig, create_app
+from skyfleet.server._mqtt import LEASE_TIMEOUT_S, _Lease
 from skyfleet.sim import MqttTelemetryPublisher, simulated_sample
-from skyfleet.store import Store, open_store
+from skyfleet.store import Store, get_device, open_store
 from skyfleet.store._schema import telemetry
 from skyfleet.telemetry import Telemetry
 
@@ -94,6 +96,29 @@ class Monitored:
         assert answer.status_code == 200, answer.text
         history: list[dict[str, Any]] = answer.json()["history"]
         return history
+
+
+@pytest.fixture
+def pg_url(pg_database: str) -> str:
+    """The session's PostgreSQL database, emptied (for tests only PostgreSQL can run)."""
+    _reset_pg(pg_database)
+    return pg_database
+
+
+@pytest.fixture
+def pg_db(pg_url: str, tmp_path: Path) -> Iterator[Store]:
+    opened = open_store(pg_url, artifacts_dir=tmp_path / "artifacts")
+    add_admin(opened)
+    yield opened
+    opened.close()
+
+
+@pytest.fixture
+def sqlite_db(tmp_path: Path) -> Iterator[Store]:
+    opened = open_store(f"sqlite:///{tmp_path / 'one.db'}", artifacts_dir=tmp_path / "artifacts")
+    add_admin(opened)
+    yield opened
+    opened.close()
 
 
 @pytest.fixture(scope="module")
@@ -246,6 +271,99 @@ def test_devices_silent_longer_than_the_threshold_are_flagged(monitored: Monitor
     assert (quiet["id"], quiet["link"], quiet["soc_pct"]) == ("car-quiet", "satellite", 12.0)
     assert 1190 < quiet["silent_s"] < 1300
     assert monitored.status(silent_after_s=3600)["by_state"]["silent"] == 0
+
+
+def _refuse(db: Store, table: str, column: str | None = None) -> Callable[[], None]:
+    """Make the database refuse every write to ``table`` (to ``column`` of it), as a broken
+    schema or a faulty extension would (not the database being away); returns the undo."""
+    of = f" OF {column}" if column else ""
+    with db.begin() as conn:
+        if db.dialect == "sqlite":
+            conn.exec_driver_sql(
+                f"CREATE TRIGGER refuse_u BEFORE UPDATE{of} ON {table}"
+                " BEGIN SELECT RAISE(ABORT, 'refused'); END"
+            )
+            if column is None:
+                conn.exec_driver_sql(
+                    f"CREATE TRIGGER refuse_i BEFORE INSERT ON {table}"
+                    " BEGIN SELECT RAISE(ABORT, 'refused'); END"
+                )
+        else:
+            conn.exec_driver_sql(
+                "CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql"
+                " AS $$BEGIN RAISE EXCEPTION 'refused'; END$$"
+            )
+            events = f"UPDATE{of}" if column else "INSERT OR UPDATE"
+            conn.exec_driver_sql(
+                f"CREATE TRIGGER refuse_u BEFORE {events} ON {table}"
+                " FOR EACH ROW EXECUTE FUNCTION refuse()"
+            )
+
+    def undo() -> None:
+        with db.begin() as conn:
+            if db.dialect == "sqlite":
+                conn.exec_driver_sql("DROP TRIGGER refuse_u")
+                if column is None:
+                    conn.exec_driver_sql("DROP TRIGGER refuse_i")
+            else:
+                conn.exec_driver_sql(f"DROP TRIGGER refuse_u ON {table}")
+                conn.exec_driver_sql("DROP FUNCTION refuse()")
+
+    return undo
+
+
+def test_a_batch_that_cannot_be_stored_even_singly_is_delivered_again_not_left_unacked(
+    monitored: Monitored, db: Store, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Left unacknowledged on the live connection, the messages would never come again (a
+    # broker resends only on a new connection) and each would hold a Receive Maximum slot.
+    monitored.register("car-1")
+    now = monitored.clock()
+    undo = _refuse(db, "telemetry_counters")  # every telemetry transaction fails, even alone
+    with monitored.publisher() as pub:
+        for k in range(3):
+            pub.publish("car-1", Telemetry(now - 10 + k))
+        assert pub.flush()
+    _wait(
+        "a refused batch",
+        lambda: any(
+            r.name == "skyfleet.telemetry" and r.levelname == "ERROR" for r in caplog.records
+        ),
+    )
+    time.sleep(0.3)  # the single-message writes fail too
+    undo()
+    _wait("the messages delivered again and stored", lambda: len(monitored.history("car-1")) == 3)
+
+
+def test_last_seen_times_a_failed_flush_could_not_write_are_written_by_a_later_one(
+    monitored: Monitored, db: Store
+) -> None:
+    token = monitored.register("car-1")["car-1"]
+    undo = _refuse(db, "devices", "last_seen")
+    poll = httpx.get(
+        f"{monitored.url}/{monitored.tenant}/controller/v1/car-1",
+        headers={"Authorization": f"TargetToken {token}"},
+    )
+    assert poll.status_code == 200, poll.text
+    time.sleep(0.5)  # flushed every 50 ms: some flushes fail
+    with db.read() as conn:
+        assert get_device(conn, "car-1")["last_seen"] is None
+    undo()
+    _wait("the poll's last-seen time", lambda: monitored.status()["by_state"]["online"] == 1)
+
+
+def test_the_subscription_lease_check_cannot_hang(pg_db: Store) -> None:
+    db = pg_db  # the lease is a PostgreSQL advisory lock
+    lease = _Lease(db, f"lease-{uuid.uuid4().hex[:8]}")
+    assert lease.acquire()
+    try:
+        assert lease._conn is not None
+        started = time.monotonic()
+        with pytest.raises(psycopg.errors.QueryCanceled):
+            lease._conn.execute("SELECT pg_sleep(30)")  # a server that does not answer
+        assert time.monotonic() - started < LEASE_TIMEOUT_S + 2
+    finally:
+        lease.release()
 
 
 # --- the HTTP path -------------------------------------------------------------------------------
@@ -405,10 +523,9 @@ def test_a_killed_server_loses_nothing_published_with_qos_1(
 
 
 def test_only_one_server_process_subscribes_and_another_takes_over(
-    database_url: str, broker: Mosquitto, tmp_path: Path
+    pg_url: str, broker: Mosquitto, tmp_path: Path
 ) -> None:
-    if not database_url.startswith("postgresql"):
-        pytest.skip("several server processes need PostgreSQL")
+    database_url = pg_url  # several server processes need PostgreSQL
     stores = [open_store(database_url, artifacts_dir=tmp_path / n) for n in ("a", "b")]
     tenant = f"t{uuid.uuid4().hex[:8]}"
     config = ServerConfig(tenant=tenant, mqtt_url=broker.url, mqtt_client_id=f"skyfleet-{tenant}")
@@ -436,9 +553,13 @@ def test_only_one_server_process_subscribes_and_another_takes_over(
             st.close()
 
 
-def test_telemetry_through_the_stock_broker_of_this_machine(db: Store) -> None:
-    if db.dialect != "sqlite" or not reachable(*SYSTEM_BROKER):
-        pytest.skip("once, on SQLite, where a Mosquitto listens on 127.0.0.1:1883")
+def test_telemetry_through_the_stock_broker_of_this_machine(sqlite_db: Store) -> None:
+    db = sqlite_db  # once: the broker is what is tested here
+    if not reachable(*SYSTEM_BROKER):
+        message = "no Mosquitto listens on 127.0.0.1:1883: the stock-broker test was NOT run"
+        if REQUIRE_MQTT:
+            pytest.fail(message)
+        pytest.skip(message)
     with _server(db, "mqtt://127.0.0.1:1883", mqtt_session_expiry_s=30.0) as monitored:
         monitored.register("car-1")
         with monitored.publisher() as pub:

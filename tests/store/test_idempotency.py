@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -13,6 +14,7 @@ from skyfleet.store import (
     RelayStore,
     Store,
     claim_idempotency_key,
+    open_store,
     prune_idempotency_keys,
 )
 
@@ -161,10 +163,24 @@ def test_relay_recognises_only_the_token_the_upstream_accepted(db: Store) -> Non
 def test_relay_id_is_made_once_and_kept(db: Store) -> None:
     relay = RelayStore(db)
     made = relay.relay_id()
-    assert made.startswith("relay-") and relay.relay_id() == made
-    assert relay.relay_id("site-7") == "site-7" == relay.relay_id()
+    assert made.startswith("relay.") and relay.relay_id() == made
+    chosen = relay.relay_id("site-7")
+    assert chosen == f"site-7.{made.partition('.')[2]}" == relay.relay_id()
     with pytest.raises(InputError, match="relay id"):
         relay.relay_id("has:colon")
+
+
+def test_a_relay_id_reused_on_a_fresh_database_gets_keys_of_its_own(tmp_path: Path) -> None:
+    prefixes = []
+    for name in ("first", "second"):
+        fresh = open_store(f"sqlite:///{tmp_path / name}.db", artifacts_dir=tmp_path / name)
+        try:
+            prefixes.append(RelayStore(fresh).relay_id("site-7"))
+            assert RelayStore(fresh).relay_id("site-7") == prefixes[-1]  # kept
+        finally:
+            fresh.close()
+    first, second = prefixes
+    assert first.startswith("site-7.") and second.startswith("site-7.") and first != second
 
 
 def test_relay_refuses_a_device_more_queued_reports_than_its_limit(db: Store) -> None:
@@ -179,4 +195,20 @@ def test_relay_refuses_a_device_more_queued_reports_than_its_limit(db: Store) ->
     with pytest.raises(RateLimitError, match="2 reports waiting"):
         send("car-1")
     send("car-2")  # the other devices of the site are not held up
+    assert relay.status()["queue_depth"] == 3
+
+
+def test_relay_refuses_a_device_more_queued_bytes_than_its_limit(db: Store) -> None:
+    relay = RelayStore(db)
+
+    def send(device_id: str, size: int) -> int:
+        body = b"x" * size
+        return relay.enqueue(
+            device_id, "POST", "/p", None, body, "TargetToken t", T0, max_queued_bytes=1000
+        )
+
+    send("car-1", 600), send("car-1", 400)
+    with pytest.raises(RateLimitError, match="1000 bytes of reports waiting"):
+        send("car-1", 1)
+    send("car-2", 1000)  # the other devices of the site are not held up
     assert relay.status()["queue_depth"] == 3

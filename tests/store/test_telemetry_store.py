@@ -65,7 +65,7 @@ def test_a_batch_stores_history_latest_state_and_last_seen(db: Store) -> None:
     with db.begin() as conn:
         latest = latest_telemetry(conn, ["car-1", "car-2", "nobody"])
         history = telemetry_history(conn, "car-1")
-        assert get_device(conn, "car-1")["last_seen"] == T0 + 60
+        assert get_device(conn, "car-1")["last_seen"] == T0 + 20  # its newest sample's time
     assert set(latest) == {"car-1", "car-2"}
     assert latest["car-1"] == {
         "received_at": T0 + 60,
@@ -79,6 +79,22 @@ def test_a_batch_stores_history_latest_state_and_last_seen(db: Store) -> None:
         "state": "parked",
     }
     assert [s["ts"] for s in history] == [T0 + 20, T0 + 10]  # newest first
+
+
+def test_last_seen_is_the_device_time_of_the_newest_sample_never_later_than_now_never_back(
+    db: Store,
+) -> None:
+    _register(db, "car-late", "car-fast")
+    # an hour late (queued at an edge relay): last heard from an hour ago, not now
+    _ingest(db, T0 + 3600, ("car-late", Telemetry(T0)), ("car-fast", Telemetry(T0 + 3700)))
+    with db.begin() as conn:
+        assert get_device(conn, "car-late")["last_seen"] == T0
+        assert get_device(conn, "car-fast")["last_seen"] == T0 + 3600  # a clock ahead: now
+        status = fleet_status(conn, T0 + 3600, silent_after_s=600)
+    assert [d["id"] for d in status["silent"]] == ["car-late"]
+    _ingest(db, T0 + 3700, ("car-fast", Telemetry(T0 + 100)))  # an old sample, late
+    with db.begin() as conn:
+        assert get_device(conn, "car-fast")["last_seen"] == T0 + 3600  # never moves back
 
 
 def test_an_older_sample_goes_to_the_history_but_never_back_into_the_latest_state(

@@ -45,7 +45,7 @@ def serve_relay(
         retry_max_s=retry_max_s,
     )
     # Open (create or migrate) the store once here: schema errors are one line and exit 2.
-    db = open_store(url, artifacts_dir=artifacts_dir)
+    db = open_store(url, artifacts_dir=artifacts_dir, durable=True)
     try:
         chosen = RelayStore(db).relay_id(relay_id)
         database = db.engine.url.database

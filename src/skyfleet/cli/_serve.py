@@ -108,8 +108,8 @@ def serve(
     relay_id: Annotated[
         str | None,
         typer.Option(
-            help="The relay's id in the idempotency keys of what it forwards, unique to it "
-            "(default: a random one, made on the first start and kept).",
+            help="The relay's name in the idempotency keys of what it forwards, followed by "
+            "a random part made once per relay database (default: relay).",
             rich_help_panel="Edge relay",
         ),
     ] = None,

@@ -25,7 +25,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from sqlalchemy.exc import InterfaceError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import InterfaceError, OperationalError
 
 from skyfleet import store
 from skyfleet.errors import DeviceError, StoreError
@@ -46,6 +46,11 @@ class Source(Protocol):
 
     def committed(self, tokens: Sequence[Any]) -> None:
         """The messages with these tokens are stored (or were refused for good): ack them."""
+
+    def redeliver(self, tokens: Sequence[Any]) -> None:
+        """The messages with these tokens could not be stored now, for no fault of theirs:
+        have them delivered again (MQTT: a new connection, as a broker resends unacknowledged
+        messages only then)."""
 
 
 @dataclass(slots=True)
@@ -139,11 +144,17 @@ class TelemetryIngest:
             if batch:
                 try:
                     self._write(batch)
-                except Exception:  # never let one batch end ingest; its messages stay unacked
-                    log.exception("telemetry batch of %d messages failed", len(batch))
-                    for item in batch:
-                        if item.source is None and not item.token.done():
-                            item.token.set_exception(StoreError("telemetry could not be stored"))
+                except Exception:  # never let one batch end ingest
+                    log.exception(
+                        "a telemetry batch of %d messages was refused; storing it one message "
+                        "at a time",
+                        len(batch),
+                    )
+                    try:
+                        self._write_singly(batch)
+                    except Exception:
+                        log.exception("telemetry could not be stored even one message at a time")
+                        self._give_back(batch)
             if stop:
                 return
 
@@ -219,11 +230,9 @@ class TelemetryIngest:
                 if not batch or self._stopping:
                     return  # MQTT messages stay unacknowledged: the broker delivers them again
                 time.sleep(_RETRY_S)
-            except SQLAlchemyError:  # not the database being away: something in this batch
+            except Exception:  # not the database being away: something in this batch?
                 self._due.update(due)
-                log.exception("a telemetry batch was refused; storing it one message at a time")
-                self._write_singly(batch)
-                return
+                raise  # the caller stores it one message at a time
         self._count(result.per_device)
         self._acknowledge(batch)
         self._invalid_since_log += invalid
@@ -233,26 +242,67 @@ class TelemetryIngest:
 
     def _write_singly(self, batch: list[_Item]) -> None:
         """Store each message of a refused batch in its own transaction; drop (and count as
-        invalid) the ones the database still refuses, so that one message cannot stop ingest."""
-        refused = 0
-        for item in batch:
-            now = self.clock()
-            samples, invalid = self._samples([item], now)
-            try:
-                with self.db.begin() as conn:
-                    result = store.ingest_telemetry(conn, now, samples, invalid_messages=invalid)
+        invalid) the ones the database still refuses, so that one message cannot stop ingest.
+
+        Raises (with the messages stored so far acknowledged, the rest not) when the database
+        is away or refuses even to count the refused messages: then the refusals were not the
+        messages' fault, and the caller has them delivered again (:meth:`_give_back`).
+        """
+        stored: list[_Item] = []
+        refused: list[_Item] = []
+        try:
+            for item in batch:
+                if item.source is None and item.token.done():
+                    continue  # answered already (the batch failed after answering it)
+                now = self.clock()
+                try:
+                    samples, invalid = self._samples([item], now)
+                    with self.db.begin() as conn:
+                        result = store.ingest_telemetry(
+                            conn, now, samples, invalid_messages=invalid
+                        )
+                except (OperationalError, InterfaceError):
+                    raise  # the database is away: nothing here is this message's fault
+                except Exception as exc:
+                    refused.append(item)
+                    self._last_invalid = f"{item.key[:200]}: refused by the database ({exc})"
+                    continue
+                stored.append(item)
                 self._count(result.per_device)
-            except SQLAlchemyError as exc:
-                refused += 1
-                self._last_invalid = f"{item.key[:200]}: refused by the database ({exc})"
-                if item.source is None:
-                    item.token.set_exception(StoreError("the telemetry could not be stored"))
+            if refused:
+                with self.db.begin() as conn:
+                    store.ingest_telemetry(conn, self.clock(), [], invalid_messages=len(refused))
+        finally:
+            self._acknowledge(stored)
+        for item in refused:
+            if item.source is None:
+                item.token.set_exception(StoreError("the telemetry could not be stored"))
         if refused:
-            with self.db.begin() as conn:
-                store.ingest_telemetry(conn, self.clock(), [], invalid_messages=refused)
-            self._invalid_since_log += refused
+            self._invalid_since_log += len(refused)
             self._log_refused()
-        self._acknowledge([i for i in batch if i.source is not None or not i.token.done()])
+        self._acknowledge([i for i in refused if i.source is not None])
+
+    def _give_back(self, batch: list[_Item]) -> None:
+        """Messages that could not be stored, even one at a time, for no fault found in them.
+
+        HTTP requests are answered with an error (the device sends again). MQTT messages are
+        not acknowledged as dropped but delivered again on a new connection: the failure may
+        pass (a database that refuses everything for a while, a fault outside the message),
+        and a dropped message would be lost although it could have been stored; a message that
+        is refused on its own is dropped by :meth:`_write_singly` instead, so redelivery does
+        not go round for ever on one bad message. Left unacknowledged on the live connection,
+        each would hold one of the broker's Receive Maximum slots until the broker stopped
+        sending altogether.
+        """
+        tokens: dict[Source, list[Any]] = {}
+        for item in batch:
+            if item.source is not None:
+                tokens.setdefault(item.source, []).append(item.token)
+            elif not item.token.done():
+                item.token.set_exception(StoreError("telemetry could not be stored"))
+        for source, pending in tokens.items():
+            log.warning("%d telemetry messages not stored; asking for them again", len(pending))
+            source.redeliver(pending)
 
     def _count(self, per_device: dict[str, int]) -> None:
         counts = self._since_prune
@@ -266,16 +316,18 @@ class TelemetryIngest:
                 counts[device_id] = seen
 
     def _take_due(self) -> list[str]:
+        """Devices to prune now, in id order (the lock order of every telemetry write)."""
         if len(self._due) <= _PRUNE_PER_BATCH:
-            due, self._due = list(self._due), set()
+            due, self._due = sorted(self._due), set()
             return due
-        return [self._due.pop() for _ in range(_PRUNE_PER_BATCH)]
+        return sorted(self._due.pop() for _ in range(_PRUNE_PER_BATCH))
 
     def _acknowledge(self, batch: list[_Item]) -> None:
         tokens: dict[Source, list[Any]] = {}
         for item in batch:
             if item.source is None:
-                item.token.set_result(None)
+                if not item.token.done():
+                    item.token.set_result(None)
             else:
                 tokens.setdefault(item.source, []).append(item.token)
         for source, acks in tokens.items():

@@ -46,6 +46,10 @@ RECEIVE_MAXIMUM = 65535
 #: holder checks that it still does (seconds).
 LEASE_RETRY_S = 5.0
 LEASE_CHECK_S = 5.0
+#: How long the lease's liveness check may take before the lease counts as lost (seconds).
+LEASE_TIMEOUT_S = 3.0
+#: The pause before a new connection that asks the broker for messages again (seconds).
+REDELIVER_DELAY_S = 1.0
 
 
 class _Lease:
@@ -65,14 +69,34 @@ class _Lease:
     def acquire(self) -> bool:
         if self._url is None:
             return True
+        # A check that cannot answer must fail in time, not hang (while a hung holder thinks it
+        # holds the lock, the database may have ended its session and given the lock to
+        # another process: two clients with one client id). The statement timeout bounds a
+        # server that does not answer; the TCP settings a network that has gone silent.
+        timeout_ms = int(LEASE_TIMEOUT_S * 1000)
         try:
-            conn = psycopg.connect(self._url, autocommit=True, connect_timeout=5)
+            conn = psycopg.connect(
+                self._url,
+                autocommit=True,
+                connect_timeout=5,
+                keepalives=1,
+                keepalives_idle=max(1, int(LEASE_CHECK_S)),
+                keepalives_interval=1,
+                keepalives_count=int(LEASE_TIMEOUT_S),
+                tcp_user_timeout=timeout_ms,
+            )
         except psycopg.Error as exc:
             log.warning("cannot reach the database to take the MQTT subscription: %s", exc)
             return False
-        row = conn.execute("SELECT pg_try_advisory_lock(%s)", (self._key,)).fetchone()
+        try:
+            conn.execute(f"SET statement_timeout = {timeout_ms}")
+            row = conn.execute("SELECT pg_try_advisory_lock(%s)", (self._key,)).fetchone()
+        except psycopg.Error as exc:
+            log.warning("cannot take the MQTT subscription lock: %s", exc)
+            row = None
         if not (row and row[0]):
-            conn.close()
+            with contextlib.suppress(psycopg.Error):
+                conn.close()
             return False
         self._conn = conn
         return True
@@ -125,6 +149,9 @@ class MqttSubscriber:
         self._client: mqtt.Client | None = None
         self._stopping = threading.Event()
         self._paused = False
+        # Set to wake the supervisor: to stop, or for a new connection (_again: redelivery).
+        self._wake = threading.Event()
+        self._again = False
         # Acks belong to one connection: a message's packet id means nothing on the next one.
         # The epoch moves when a connection ends or starts; an ack checks it under the lock.
         self._epoch = 0
@@ -146,6 +173,7 @@ class MqttSubscriber:
         """Disconnect, keeping the session, and give up the subscription."""
         self._paused = True
         self._stopping.set()
+        self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout=15)
             self._thread = None
@@ -157,10 +185,20 @@ class MqttSubscriber:
                 continue
             client = self._connect()
             try:
-                while not self._stopping.wait(LEASE_CHECK_S):
+                while not self._stopping.is_set():
+                    self._wake.wait(LEASE_CHECK_S)
+                    self._wake.clear()
+                    if self._stopping.is_set():
+                        break
                     if not self._lease.alive():
                         log.warning("lost the MQTT subscription lock; another process takes over")
                         break
+                    if self._again:
+                        self._again = False
+                        self._disconnect(client)
+                        if self._stopping.wait(REDELIVER_DELAY_S):
+                            break
+                        client = self._connect()
             finally:
                 self._disconnect(client)
                 self._lease.release()
@@ -265,6 +303,16 @@ class MqttSubscriber:
         self.ingest.offer(self, topic, message.payload, (self._epoch, message.mid, message.qos))
 
     # --- acks (the ingest thread) ------------------------------------------------------------
+
+    def redeliver(self, tokens: Sequence[Any]) -> None:
+        """Have the broker deliver messages of the current connection again, that could not be
+        stored: a new connection (the broker resends what is unacknowledged only then)."""
+        with self._ack_lock:
+            if self._client is None or all(epoch != self._epoch for epoch, _, _ in tokens):
+                return  # their connection is gone already: the broker resends them anyway
+        log.warning("reconnecting to the MQTT broker to have %d messages sent again", len(tokens))
+        self._again = True
+        self._wake.set()
 
     def committed(self, tokens: Sequence[Any]) -> None:
         """Acknowledge stored messages, in the order they came, if their connection is the

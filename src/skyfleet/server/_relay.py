@@ -34,7 +34,7 @@ from skyfleet.server._errors import error_response, install_error_handlers
 from skyfleet.server._limits import BodyLimit, DeviceRateLimit
 from skyfleet.server._relay_cache import RelayCache
 from skyfleet.server._relay_config import RelayConfig
-from skyfleet.server._relay_paths import BLOB_KINDS, REPORT_KINDS, classify
+from skyfleet.server._relay_paths import BLOB_KINDS, REPORT_KINDS, classify, device_path
 from skyfleet.server._relay_queue import Forwarder
 from skyfleet.server._relay_uplink import Uplink
 
@@ -55,22 +55,41 @@ class Relay:
     forwarder: Forwarder
 
     async def status(self) -> dict[str, Any]:
-        """What ``/relay/status`` shows."""
+        """What ``/relay/status`` shows. Anyone who reaches the relay may ask, so it names no
+        device, no path and no credentials: counts, states, times, and kinds of failure."""
         stored = await run_in_threadpool(self.db.status)
+        stored["recent_dead_letters"] = [
+            _dead_letter_shown(d) for d in stored["recent_dead_letters"]
+        ]
         uplink = self.uplink
         return {
             "relay_id": self.relay_id,
-            "upstream": self.config.upstream_base,
+            "upstream": self.config.upstream_shown,
             "uplink": "up" if uplink.up else "down",
             "down_since": uplink.down_since,
             "retry_in_s": round(uplink.retry_in_s(), 3),
-            "last_error": uplink.last_error,
+            "last_error": uplink.last_failure,
             "last_sync": uplink.last_sync,
             "forwarded": self.forwarder.sent,
             **stored,
             "prefetching": self.cache.prefetching,
             "prefetch_failures": self.cache.prefetch_failures,
         }
+
+
+def _dead_letter_shown(dead: dict[str, Any]) -> dict[str, Any]:
+    """A dead letter without its device: the kind of report, the status and the reason (with
+    the device id and its path blanked out), and when."""
+    device_id, path = str(dead["device_id"]), str(dead["path"])
+    _tenant, _, rest = path.partition(f"/controller/v1/{device_id}")
+    reason = str(dead["reason"]).replace(path, "(path)").replace(device_id, "(device)")
+    return {
+        "seq": dead["seq"],
+        "kind": classify(rest.partition("?")[0]).kind,
+        "status": dead["status"],
+        "reason": reason,
+        "dead_at": dead["dead_at"],
+    }
 
 
 def create_relay_app(
@@ -91,6 +110,7 @@ def create_relay_app(
                     config.database_url,
                     artifacts_dir=config.artifacts_dir,
                     pool_size=config.pool_size,
+                    durable=True,  # a report answered "queued" must survive a power cut
                 )
                 stack.callback(opened.close)
             relay_db = store.RelayStore(opened)
@@ -135,7 +155,7 @@ def create_relay_app(
     @app.api_route("/{tenant}/controller/v1/{controller_id}", methods=["GET", "HEAD"])
     async def device_poll(request: Request, tenant: str, controller_id: str) -> Response:
         """The base poll, through the relay."""
-        return await _device_request(request, controller_id, "")
+        return await _device_request(request, tenant, controller_id, "")
 
     @app.api_route(
         "/{tenant}/controller/v1/{controller_id}/{rest:path}",
@@ -143,19 +163,21 @@ def create_relay_app(
     )
     async def device_path(request: Request, tenant: str, controller_id: str, rest: str) -> Response:
         """Every other device path (DDI and TUF), through the relay."""
-        return await _device_request(request, controller_id, rest)
+        return await _device_request(request, tenant, controller_id, rest)
 
     return app
 
 
-async def _device_request(request: Request, controller_id: str, rest: str) -> Response:
+async def _device_request(request: Request, tenant: str, controller_id: str, rest: str) -> Response:
     relay: Relay = request.app.state.relay
     if not _DEVICE_ID.fullmatch(controller_id):
         return error_response(422, f"device id {controller_id!r} is not a usable device id")
-    where = classify(f"/{rest}")
     raw_path = request.scope.get("raw_path") or request.url.path.encode()
-    path = raw_path.decode("latin-1")
-    prefix = "/".join(path.split("/")[:5])  # /{tenant}/controller/v1/{device}, as sent
+    # Only the device's own path goes upstream, built from the parts checked here: the raw
+    # path could name another device or any server path once a client normalised it.
+    path = device_path(raw_path.decode("latin-1"), tenant, controller_id, rest)
+    prefix = "/".join(path.split("/")[:5])  # /{tenant}/controller/v1/{device}
+    where = classify(f"/{rest}")
     method = request.method
     if where.kind in REPORT_KINDS:
         if method != REPORT_KINDS[where.kind]:

@@ -16,6 +16,7 @@ import asyncio
 import functools
 import json
 import logging
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
@@ -51,6 +52,8 @@ _PASS_BACK = ("cache-control", "retry-after", "www-authenticate", "content-dispo
 #: Upstream answers that mean "not now": a cached answer is better, if there is one.
 _FALL_BACK = frozenset({429, 502, 503, 504})
 _PREFETCH_LINKS = ("deploymentBase", "cancelAction", "installedBase")
+#: How many 404s wait in memory for their device's first success.
+_HELD = 1024
 
 
 def refusal(request: Request, verdict: str, device_id: str, retry_in_s: float) -> Response:
@@ -88,6 +91,9 @@ class RelayCache:
         self._fetches: dict[str, asyncio.Task[tuple[str, int]]] = {}
         self._background: set[asyncio.Task[None]] = set()
         self.prefetch_failures = 0
+        #: 404s a device got before the relay saw the upstream accept its token:
+        #: (device, path) -> (token hash, answer), the oldest dropped past _HELD.
+        self._held: OrderedDict[tuple[str, str], tuple[str, store.CachedResponse]] = OrderedDict()
 
     @property
     def prefetching(self) -> int:
@@ -146,15 +152,26 @@ class RelayCache:
             await run_in_threadpool(self.db.forget_token, device_id, auth)
             request.scope[DEVICE_AUTH_FAILED] = True
             return _passed_back(upstream)
-        if not 200 <= status < 300:
-            if status != 404 or len(upstream.content) > self.config.max_cached_body_bytes:
-                return _passed_back(upstream)
-        elif auth:
-            await run_in_threadpool(self.db.remember_token, device_id, auth, started)
-            mark_device(request.scope)
+        if not 200 <= status < 300 and (
+            status != 404 or len(upstream.content) > self.config.max_cached_body_bytes
+        ):
+            return _passed_back(upstream)
         answer = store.CachedResponse(
             status, upstream.headers.get("content-type"), upstream.content, started
         )
+        if status == 404:
+            # A 404 (a TUF client's next root) is kept only for a device the upstream has
+            # accepted with this very token, not for unknown routes, tenants or strangers;
+            # one that came before the device's first success waits for it, in memory.
+            verdict = await run_in_threadpool(self.db.token_verdict, device_id, auth)
+            if verdict != "ok":
+                if auth and where.kind != "other":
+                    self._hold(device_id, path, auth, answer)
+                return _passed_back(upstream)
+        elif auth:
+            await run_in_threadpool(self.db.remember_token, device_id, auth, started)
+            await self._confirm(device_id, auth, path)
+            mark_device(request.scope)
         parsed = _json(answer) if status == 200 else None
         refs: list[tuple[str, store.BlobRef]] = []
         if where.kind in ("deployment", "installed"):
@@ -207,6 +224,27 @@ class RelayCache:
             await run_in_threadpool(self.db.forget_reported, device_id, caught_up, fetched_at)
         return poll
 
+    def _hold(self, device_id: str, path: str, auth: str, answer: store.CachedResponse) -> None:
+        self._held[device_id, path] = (store.hash_token(auth), answer)
+        self._held.move_to_end((device_id, path))
+        while len(self._held) > _HELD:
+            self._held.popitem(last=False)
+
+    async def _confirm(self, device_id: str, auth: str, path: str) -> None:
+        """The upstream accepted ``auth`` from the device at ``path``: keep the 404s it got
+        with that token under the same tenant."""
+        if not self._held:
+            return
+        token_hash = store.hash_token(auth)
+        prefix = "/".join(path.split("/")[:5]) + "/"  # /{tenant}/controller/v1/{device}/
+        for key in [
+            k
+            for k, (h, _) in self._held.items()
+            if k[0] == device_id and h == token_hash and k[1].startswith(prefix)
+        ]:
+            _hash, answer = self._held.pop(key)
+            await run_in_threadpool(self.db.put_response, device_id, key[1], answer)
+
     # --- bytes ---------------------------------------------------------------------------------
 
     async def blob(
@@ -246,6 +284,7 @@ class RelayCache:
             return error_response(502, f"the upstream sent bad bytes for {path}: {exc}")
         if auth:
             await run_in_threadpool(self.db.remember_token, device_id, auth, self.wall())
+            await self._confirm(device_id, auth, path)
         known = ref or store.BlobRef(sha256, size, path.rpartition("/")[2])
         await run_in_threadpool(self.db.add_ref, device_id, path, known)
         mark_device(request.scope)

@@ -20,9 +20,9 @@ class RelayConfig:
     """How ``skyfleet serve --upstream URL`` runs.
 
     ``upstream_url``: the central skyfleet server (``http://`` or ``https://``, with a path
-    prefix if it is mounted under one). ``relay_id``: the first half of the ``Idempotency-Key``
-    of every report it forwards (``RELAY-ID:SEQ``), unique to this relay; None makes a random
-    one on the first start and keeps it in the database, so each relay's keys are its own. ``database_url`` and
+    prefix if it is mounted under one). ``relay_id``: the first part of the ``Idempotency-Key``
+    of every report it forwards (``RELAY-ID.RANDOM:SEQ``; ``relay`` when None); ``RANDOM`` is
+    made once per relay database and kept in it, so that keys never repeat across databases. ``database_url`` and
     ``artifacts_dir``: the relay's own store (cached answers, the queue) and its cached
     artifact bytes (default ``skyfleet-artifacts`` beside the database).
 
@@ -38,8 +38,9 @@ class RelayConfig:
     ``prefetch``: fetch a deployment and its artifacts as soon as a device's poll offers it, so
     that the device can install while the uplink is down. ``max_cached_body_bytes``: larger
     JSON answers pass through uncached. ``dead_letters_kept``: how many refused reports
-    ``/relay/status`` keeps. A device with ``max_queued_per_device`` reports waiting gets 429
-    (a device in a loop must not fill the relay's disk while the uplink is down). Limits as the server's (:class:`~skyfleet.server.ServerConfig`):
+    ``/relay/status`` keeps. A device with ``max_queued_per_device`` reports, or
+    ``max_queued_bytes_per_device`` bytes of them, waiting gets 429 (a device in a loop must
+    not fill the relay's disk while the uplink is down). Limits as the server's (:class:`~skyfleet.server.ServerConfig`):
     device bodies up to ``max_body_bytes``; ``device_burst`` requests at once, then
     ``device_rate_per_s`` a second, per device; failed authentications by client address.
     """
@@ -61,6 +62,7 @@ class RelayConfig:
     max_cached_body_bytes: int = 4 << 20
     dead_letters_kept: int = 1000
     max_queued_per_device: int = 10_000
+    max_queued_bytes_per_device: int = 64 << 20
     # --- limits ---
     max_body_bytes: int = 1 << 20
     device_rate_per_s: float = 1.0
@@ -88,14 +90,31 @@ class RelayConfig:
                 raise InputError(f"{name} must be a positive number of seconds, not {value}")
         if (
             self.ack_wait_s < 0
-            or min(self.max_server_errors, self.dead_letters_kept, self.max_queued_per_device) < 1
+            or min(
+                self.max_server_errors,
+                self.dead_letters_kept,
+                self.max_queued_per_device,
+                self.max_queued_bytes_per_device,
+            )
+            < 1
         ):
             raise InputError(
-                "ack_wait_s must be >= 0; max_server_errors, dead_letters_kept and "
-                "max_queued_per_device at least 1"
+                "ack_wait_s must be >= 0; max_server_errors, dead_letters_kept, "
+                "max_queued_per_device and max_queued_bytes_per_device at least 1"
             )
 
     @property
     def upstream_base(self) -> str:
         """The upstream URL without a trailing slash: request paths are appended to it."""
         return self.upstream_url.rstrip("/")
+
+    @property
+    def upstream_shown(self) -> str:
+        """:attr:`upstream_base` without credentials (``user:password@``), to show.
+
+        >>> RelayConfig("https://relay:s3cret@fleet.example.com:8443/x/").upstream_shown
+        'https://fleet.example.com:8443/x'
+        """
+        parts = urlsplit(self.upstream_base)
+        host = parts.netloc.rpartition("@")[2]
+        return parts._replace(netloc=host).geturl()

@@ -1,5 +1,9 @@
 """What an edge relay reads in device requests and upstream answers: pure functions, no I/O.
 
+- :func:`device_path`: the path the relay sends upstream, built from the checked tenant, device
+  id and route parts (never the raw path): a path with ``.``/``..`` or empty segments, or a
+  percent-encoded ``/``, ``\\`` or ``.``, is refused, so that no request reaches anything but the
+  device's own paths on the server.
 - :func:`classify`: which DDI or TUF resource a path under ``/{tenant}/controller/v1/{device}``
   names, and how the relay treats it (a document to cache, bytes to keep by hash, a report to
   queue).
@@ -18,8 +22,9 @@ import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
+from skyfleet.errors import InputError
 from skyfleet.rollout import TERMINAL, feedback_target
 from skyfleet.store import BlobRef
 
@@ -30,6 +35,7 @@ __all__ = [
     "DevicePath",
     "classify",
     "deployment_refs",
+    "device_path",
     "hide_reported",
     "local_path",
     "reported_link",
@@ -64,8 +70,43 @@ _ROUTES: list[tuple[re.Pattern[str], str]] = [
     (re.compile(r"telemetry"), "telemetry"),
     (re.compile(r"softwaremodules/\d{1,10}/artifacts/([^/]+)"), "artifact"),
     (re.compile(r"tuf/(?:image|director)/[^/]+"), "tuf_meta"),
-    (re.compile(r"tuf/targets/(.+)"), "tuf_target"),
+    (re.compile(r"tuf/targets/((?:[^/]+/)*[^/]+)"), "tuf_target"),
 ]
+
+
+#: Percent-encodings of ``/``, ``\\`` and ``.``: a server or client may decode them into path
+#: separators or dot segments after the relay checked the path.
+_ENCODED_SEPARATOR = re.compile(r"%(?:2f|5c|2e)", re.IGNORECASE)
+#: What :func:`device_path` leaves unencoded in a segment (RFC 3986 ``pchar``).
+_PCHAR = "!$&'()*+,;=:@-._~"
+
+
+def device_path(raw_path: str, tenant: str, device_id: str, rest: str) -> str:
+    """The upstream path for a device request: ``/{tenant}/controller/v1/{device_id}/{rest}``,
+    each segment encoded again from the decoded parts the relay checked (``raw_path`` is the
+    path as the device sent it, still percent-encoded). :class:`InputError` for dot or empty
+    segments, backslashes or percent-encoded separators, in either form.
+
+    >>> device_path("/T/controller/v1/a/tuf/targets/x%20y", "T", "a", "tuf/targets/x y")
+    '/T/controller/v1/a/tuf/targets/x%20y'
+    >>> device_path("/T/controller/v1/b/../a", "T", "b", "../a")
+    Traceback (most recent call last):
+    ...
+    skyfleet.errors.InputError: the path '/T/controller/v1/b/../a' has '.', '..' or empty segments, a backslash or an encoded separator: send the device's own path as it is
+    """
+    segments = [tenant, "controller", "v1", device_id, *(rest.split("/") if rest else [])]
+    if (
+        _ENCODED_SEPARATOR.search(raw_path)
+        or "\\" in raw_path
+        or any(s in ("", ".", "..") or "\\" in s or "/" in s for s in segments)
+        or raw_path.split("?")[0].count("/") != len(segments)
+    ):
+        shown = raw_path if len(raw_path) <= 200 else raw_path[:197] + "..."
+        raise InputError(
+            f"the path {shown!r} has '.', '..' or empty segments, a backslash or an encoded "
+            "separator: send the device's own path as it is"
+        )
+    return "".join("/" + quote(s, safe=_PCHAR) for s in segments)
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,7 +5,7 @@ A report is checked (JSON that parses, the DDI shape), the device authenticated 
 the token the upstream last accepted from it, and the report appended to the queue in the
 relay's database in one transaction, before the device gets its answer. One
 :class:`Forwarder` sends the queue upstream oldest first, each with the device's own
-``Authorization`` and ``Idempotency-Key: RELAY-ID:SEQ``, and deletes an entry only once the
+``Authorization`` and ``Idempotency-Key: RELAY-ID.RANDOM:SEQ``, and deletes an entry only once the
 upstream answered it: 2xx, or a 4xx that re-sending cannot change (the entry is then kept as a
 dead letter, with the reason, for ``/relay/status``). A lost connection, a timeout, 408, 429,
 502, 503 and 504 are tried again, with back-off, for as long as it takes; 500 up to
@@ -145,6 +145,7 @@ class Forwarder:
             self.wall(),
             reported_link=reported_link(where, parsed),
             max_queued=self.config.max_queued_per_device,
+            max_queued_bytes=self.config.max_queued_bytes_per_device,
         )
         self._wake.set()
         if self.uplink.up and self.config.ack_wait_s > 0:
@@ -270,16 +271,16 @@ class Forwarder:
                 status,
                 reason,
             )
+            # A refused token refuses every report queued with it: one answer, not thousands.
+            set_aside = self.db.dead_letter_token if status == 401 else self.db.dead_letter
             await run_in_threadpool(
-                self.db.dead_letter,
+                set_aside,
                 entry,
                 status,
                 f"HTTP {status}: {reason}",
                 self.wall(),
                 keep=self.config.dead_letters_kept,
             )
-            if status == 401:
-                await run_in_threadpool(self.db.forget_token, entry.device_id, entry.authorization)
             self._resolve(entry.seq, delivery)
             return 0.0
         self._release_waiters()

@@ -46,6 +46,8 @@ class Uplink:
     ) -> None:
         self.config = config
         self.base = config.upstream_base
+        #: The upstream as shown to devices and in ``/relay/status``: without credentials.
+        self.shown = config.upstream_shown
         self.clock = clock
         self.wall = wall
         self.client = httpx.AsyncClient(
@@ -57,7 +59,10 @@ class Uplink:
         self.retry_at = 0.0
         self.last_sync: float | None = None
         self.down_since: float | None = None
+        #: The last failure as it came (it may name the URL, credentials included): for logs.
         self.last_error: str | None = None
+        #: What kind of failure it was (``ConnectError``, ``HTTP 502 from a gateway``): shown.
+        self.last_failure: str | None = None
         #: Called when the uplink comes back up.
         self.on_up: list[Callable[[], None]] = []
 
@@ -84,10 +89,12 @@ class Uplink:
             for callback in self.on_up:
                 callback()
 
-    def failed(self, error: str) -> None:
-        """A request could not be completed: the uplink is down until the next retry."""
+    def failed(self, error: str, kind: str) -> None:
+        """A request could not be completed (``error``, and its ``kind`` without details):
+        the uplink is down until the next retry."""
         self.failures += 1
         self.last_error = error
+        self.last_failure = kind
         if self.down_since is None:
             self.down_since = self.wall()
         backoff = self.config.retry_initial_s * 2.0 ** min(self.failures - 1, 30)
@@ -96,7 +103,7 @@ class Uplink:
     def _check(self) -> None:
         if not self.available():
             raise UplinkDownError(
-                f"the uplink to {self.base} is down ({self.last_error}); "
+                f"the uplink to {self.shown} is down ({self.last_failure}); "
                 f"next try in {self.retry_in_s():.1f} s"
             )
         if self.failures:
@@ -108,7 +115,8 @@ class Uplink:
 
     def _answered(self, response: httpx.Response) -> None:
         if response.status_code in _GATEWAY_DOWN:
-            self.failed(f"HTTP {response.status_code} from a gateway")
+            kind = f"HTTP {response.status_code} from a gateway"
+            self.failed(kind, kind)
         else:
             self.succeeded()
 
@@ -128,8 +136,10 @@ class Uplink:
                 method, self.base + path, headers=dict(headers), content=content
             )
         except httpx.TransportError as exc:
-            self.failed(f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__)
-            raise UplinkDownError(f"the uplink to {self.base} failed: {self.last_error}") from exc
+            self.failed(f"{type(exc).__name__}: {exc}", type(exc).__name__)
+            raise UplinkDownError(
+                f"the uplink to {self.shown} failed: {self.last_failure}"
+            ) from exc
         self._answered(response)
         return response
 
@@ -144,14 +154,17 @@ class Uplink:
         try:
             response = await self.client.send(request, stream=True)
         except httpx.TransportError as exc:
-            self.failed(f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__)
-            raise UplinkDownError(f"the uplink to {self.base} failed: {self.last_error}") from exc
+            self.failed(f"{type(exc).__name__}: {exc}", type(exc).__name__)
+            raise UplinkDownError(
+                f"the uplink to {self.shown} failed: {self.last_failure}"
+            ) from exc
         try:
             self._answered(response)
             yield response
         except httpx.TransportError as exc:
-            self.failed(f"{type(exc).__name__} while reading: {exc}")
-            raise UplinkDownError(f"the uplink to {self.base} dropped: {self.last_error}") from exc
+            kind = f"{type(exc).__name__} while reading"
+            self.failed(f"{kind}: {exc}", kind)
+            raise UplinkDownError(f"the uplink to {self.shown} dropped: {kind}") from exc
         finally:
             await response.aclose()
 

@@ -58,9 +58,19 @@ class Runtime:
         """Write the buffered last-seen times; returns how many devices were written."""
         with self._seen_lock:
             batch, self._seen = self._seen, {}
-        if batch:
+        if not batch:
+            return 0
+        try:
             with self.store.begin() as conn:
-                store.touch_devices(conn, batch)
+                store.touch_devices(conn, batch)  # in id order: no deadlock with ingest
+        except BaseException:
+            # Not written: back into the buffer for the next flush, keeping the later time
+            # where the device polled again meanwhile.
+            with self._seen_lock:
+                for device_id, seen_s in batch.items():
+                    if self._seen.get(device_id, seen_s) <= seen_s:
+                        self._seen[device_id] = seen_s
+            raise
         return len(batch)
 
     def kick(self) -> None:

@@ -33,13 +33,15 @@ def _alembic_config(connection: Connection) -> Config:
     return config
 
 
-def _sqlite_setup(engine: Engine) -> None:
+def _sqlite_setup(engine: Engine, *, durable: bool = False) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         dbapi_connection.isolation_level = None  # let SQLAlchemy's BEGIN below take effect
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA synchronous=NORMAL")
+        # NORMAL in WAL mode may lose the last commits (never corrupt) on a power cut; FULL
+        # syncs each commit, for stores whose "saved" is a promise (an edge relay's queue).
+        cursor.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
         cursor.execute("PRAGMA busy_timeout=30000")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.close()
@@ -115,6 +117,7 @@ def open_store(
     artifacts_dir: Path | None = None,
     migrate: bool = True,
     pool_size: int = 16,
+    durable: bool = False,
 ) -> Store:
     """Open (and by default create or upgrade) the store at ``url``.
 
@@ -122,12 +125,14 @@ def open_store(
     current directory for a server database. The store's ``home`` (signing keys, the first
     admin token) is the SQLite file's folder, or for a server database the folder that holds
     ``artifacts_dir`` (the current directory by default). A database whose schema is newer than this
-    skyfleet is refused rather than touched.
+    skyfleet is refused rather than touched. ``durable``: on SQLite, sync every commit to disk
+    (``PRAGMA synchronous=FULL``), so that a commit survives a power cut, at some cost in
+    write speed; the default (``NORMAL``, WAL) may lose the last commits then.
     """
     try:
         if url.startswith("sqlite"):
             engine = create_engine(url, pool_size=pool_size, max_overflow=4)
-            _sqlite_setup(engine)
+            _sqlite_setup(engine, durable=durable)
             database = engine.url.database or ""
             base = (
                 Path(database).resolve().parent if database and database != ":memory:" else Path()

@@ -247,24 +247,33 @@ def update_reported(
         join_active_rollouts(conn, when, [record], actor=device_id, only_missing=True)
 
 
+# The rows are locked in id order (the sub-select's ORDER BY ... FOR UPDATE) before any is
+# changed: two transactions that touch overlapping devices (the last-seen flush, a telemetry
+# batch, another server process) then wait for each other instead of deadlocking.
 _TOUCH_PG = text(
-    "UPDATE devices SET last_seen = v.ts FROM unnest(CAST(:ids AS varchar[]), "
-    "CAST(:ts AS double precision[])) AS v(did, ts) WHERE devices.id = v.did"
+    "UPDATE devices SET last_seen = v.ts FROM ("
+    " SELECT d.id AS did, u.ts FROM devices AS d JOIN unnest(CAST(:ids AS varchar[]),"
+    "  CAST(:ts AS double precision[])) AS u(did, ts) ON d.id = u.did"
+    " ORDER BY d.id FOR UPDATE OF d) AS v"
+    " WHERE devices.id = v.did AND (devices.last_seen IS NULL OR devices.last_seen < v.ts)"
+)
+_TOUCH_LITE = (
+    "UPDATE devices SET last_seen = ? WHERE id = ? AND (last_seen IS NULL OR last_seen < ?)"
 )
 
 
 def touch_devices(conn: Connection, last_seen: Mapping[str, float]) -> None:
-    """Record when devices were last seen (a batch, written behind the polls).
+    """Record when devices were last seen (UNIX s; a batch, written behind the polls).
 
-    On PostgreSQL one statement for the whole batch (thousands of polls a second would
-    otherwise cost one UPDATE each).
+    ``last_seen`` never moves back: a device keeps the later of the time it has and the one
+    given. The rows are updated in id order (no deadlock between concurrent batches). On
+    PostgreSQL one statement for the whole batch (thousands of polls a second would otherwise
+    cost one UPDATE each).
     """
     if not last_seen:
         return
+    ids = sorted(last_seen)
     if conn.dialect.name == "postgresql":
-        conn.execute(_TOUCH_PG, {"ids": list(last_seen), "ts": list(last_seen.values())})
+        conn.execute(_TOUCH_PG, {"ids": ids, "ts": [last_seen[i] for i in ids]})
         return
-    conn.execute(
-        update(devices).where(devices.c.id == bindparam("did")).values(last_seen=bindparam("ts")),
-        [{"did": k, "ts": v} for k, v in last_seen.items()],
-    )
+    conn.exec_driver_sql(_TOUCH_LITE, [(last_seen[i], i, last_seen[i]) for i in ids])

@@ -13,7 +13,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Table, delete, func, insert, select, update
+from sqlalchemy import (
+    Connection,
+    Float,
+    Integer,
+    Table,
+    Text,
+    delete,
+    func,
+    insert,
+    literal,
+    select,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 
 from skyfleet.errors import InputError, RateLimitError
@@ -76,6 +88,11 @@ def _upsert(conn: Connection, table: Table, row: dict[str, Any], keys: Iterable[
     conn.execute(statement.on_conflict_do_update(index_elements=index, set_=changed))
 
 
+def _keep_newest_dead(conn: Connection, keep: int) -> None:
+    newest = select(relay_dead.c.seq).order_by(relay_dead.c.seq.desc()).limit(keep)
+    conn.execute(delete(relay_dead).where(relay_dead.c.seq.not_in(newest.scalar_subquery())))
+
+
 def _check_relay_id(relay_id: str) -> str:
     if not (0 < len(relay_id) <= 64 and all(33 <= ord(c) <= 126 and c != ":" for c in relay_id)):
         raise InputError(f"relay id {relay_id!r} must be 1-64 visible ASCII characters without ':'")
@@ -91,20 +108,24 @@ class RelayStore:
     # --- identity ------------------------------------------------------------------------------
 
     def relay_id(self, wanted: str | None = None) -> str:
-        """The relay's id, the first half of its idempotency keys: ``wanted`` if given (kept),
-        else the one kept in the database, else a new random one (kept)."""
+        """The prefix of the relay's idempotency keys, ``ID.RANDOM``: ``ID`` is ``wanted`` if
+        given (kept), else the one kept in the database, else ``relay``; ``RANDOM`` is made
+        once per relay database and kept. A relay id reused on a fresh database (a replaced
+        disk, a second site) thus never sends a key the server has already seen."""
         with self.db.begin() as conn:
-            if wanted is None:
-                found = conn.execute(
-                    select(relay_state.c.value).where(relay_state.c.key == "relay_id")
-                ).scalar()
-                if found is not None:
-                    return str(found)
-                wanted = f"relay-{secrets.token_hex(8)}"
-            _upsert(
-                conn, relay_state, {"key": "relay_id", "value": _check_relay_id(wanted)}, ["key"]
+            kept = dict(
+                conn.execute(
+                    select(relay_state.c.key, relay_state.c.value).where(
+                        relay_state.c.key.in_(["relay_id", "key_nonce"])
+                    )
+                ).all()
             )
-        return wanted
+            name = _check_relay_id(wanted or kept.get("relay_id") or "relay")
+            nonce = kept.get("key_nonce") or secrets.token_hex(8)
+            for key, value in (("relay_id", name), ("key_nonce", nonce)):
+                if kept.get(key) != value:
+                    _upsert(conn, relay_state, {"key": key, "value": value}, ["key"])
+        return f"{name}.{nonce}"
 
     # --- tokens --------------------------------------------------------------------------------
 
@@ -234,11 +255,13 @@ class RelayStore:
         *,
         reported_link: str | None = None,
         max_queued: int | None = None,
+        max_queued_bytes: int | None = None,
     ) -> int:
         """Queue a device report (and note the poll link it answers); returns its ``seq``.
 
         :class:`~skyfleet.errors.RateLimitError` if the device already has ``max_queued``
-        reports waiting (a device in a loop must not fill the relay's disk while it is offline).
+        reports waiting, or ``max_queued_bytes`` of them with this one (a device in a loop must
+        not fill the relay's disk while it is offline).
         """
         row = {
             "device_id": device_id,
@@ -251,14 +274,22 @@ class RelayStore:
             "attempts": 0,
         }
         with self.db.begin() as conn:
-            if max_queued is not None:
-                waiting = conn.execute(
-                    select(func.count()).where(relay_queue.c.device_id == device_id)
-                ).scalar_one()
-                if waiting >= max_queued:
+            if max_queued is not None or max_queued_bytes is not None:
+                waiting, waiting_bytes = conn.execute(
+                    select(
+                        func.count(), func.coalesce(func.sum(func.length(relay_queue.c.body)), 0)
+                    ).where(relay_queue.c.device_id == device_id)
+                ).one()
+                if max_queued is not None and waiting >= max_queued:
                     raise RateLimitError(
                         f"device {device_id!r} has {waiting} reports waiting for the uplink, "
                         f"the relay's limit; retry later",
+                        retry_after_s=60.0,
+                    )
+                if max_queued_bytes is not None and waiting_bytes + len(body) > max_queued_bytes:
+                    raise RateLimitError(
+                        f"device {device_id!r} has {waiting_bytes} bytes of reports waiting for "
+                        f"the uplink, the relay's limit is {max_queued_bytes}; retry later",
                         retry_after_s=60.0,
                     )
             seq = int(conn.execute(insert(relay_queue).values(row)).inserted_primary_key[0])  # type: ignore[index]
@@ -327,10 +358,55 @@ class RelayStore:
             conn.execute(delete(relay_queue).where(relay_queue.c.seq == entry.seq))
             conn.execute(delete(relay_reported).where(relay_reported.c.seq == entry.seq))
             conn.execute(insert(relay_dead).values(row))
-            newest = select(relay_dead.c.seq).order_by(relay_dead.c.seq.desc()).limit(keep)
+            _keep_newest_dead(conn, keep)
+
+    def dead_letter_token(
+        self, entry: QueuedRequest, status: int | None, reason: str, now_s: float, *, keep: int
+    ) -> int:
+        """The upstream refused ``entry``'s ``Authorization`` (401): move every report of that
+        device queued with the same header out of the queue at once, with why, and forget the
+        header's hash. Returns how many reports were set aside."""
+        same = (relay_queue.c.device_id == entry.device_id) & (
+            relay_queue.c.authorization == entry.authorization
+        )
+        with self.db.begin() as conn:
+            seqs = [int(seq) for (seq,) in conn.execute(select(relay_queue.c.seq).where(same))]
             conn.execute(
-                delete(relay_dead).where(relay_dead.c.seq.not_in(newest.scalar_subquery()))
+                insert(relay_dead).from_select(
+                    [
+                        "seq",
+                        "device_id",
+                        "method",
+                        "path",
+                        "body",
+                        "status",
+                        "reason",
+                        "created_at",
+                        "dead_at",
+                    ],
+                    select(
+                        relay_queue.c.seq,
+                        relay_queue.c.device_id,
+                        relay_queue.c.method,
+                        relay_queue.c.path,
+                        relay_queue.c.body,
+                        literal(status, Integer),
+                        literal(reason[:2000], Text),
+                        relay_queue.c.created_at,
+                        literal(now_s, Float),
+                    ).where(same),
+                )
             )
+            conn.execute(delete(relay_reported).where(relay_reported.c.seq.in_(seqs)))
+            conn.execute(delete(relay_queue).where(same))
+            conn.execute(
+                delete(relay_tokens).where(
+                    relay_tokens.c.device_id == entry.device_id,
+                    relay_tokens.c.token_hash == hash_token(entry.authorization),
+                )
+            )
+            _keep_newest_dead(conn, keep)
+        return len(seqs)
 
     def reported(self, device_id: str) -> dict[str, float | None]:
         """The poll links the device answered through the relay: link -> when the upstream took

@@ -4,12 +4,18 @@ Samples come in batches (a few thousand in one transaction): the history takes e
 a registered device once (a sample delivered twice, same device and device time, is stored
 once), the latest state only a sample newer than the one it holds, so messages that arrive out
 of order never move a device back in time. Samples of unregistered devices are counted and
-dropped. ``devices.last_seen`` becomes the batch's time.
+dropped. ``devices.last_seen`` becomes the device time of the device's newest sample, no later
+than the batch's time and never earlier than it was: samples that arrive hours late (queued on
+the device or at an edge relay) say when the device was last heard from, not that it is online.
+
+Rows are written in device id order (and device time), so that concurrent batches (another
+server process, the last-seen flush) wait for each other on PostgreSQL rather than deadlock.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -100,7 +106,6 @@ _LITE_UPSERT = (
     f"INSERT INTO device_state ({_NAMES}) VALUES ({_LITE_VALUES})"
     f" ON CONFLICT (device_id) DO UPDATE SET {_NEWER} WHERE device_state.ts < excluded.ts"
 )
-_LITE_TOUCH = "UPDATE devices SET last_seen = ? WHERE id = ?"
 _PG_KNOWN = text(
     "SELECT devices.id, device_state.ts FROM devices"
     " LEFT OUTER JOIN device_state ON device_state.device_id = devices.id"
@@ -166,15 +171,17 @@ def ingest_telemetry(
 
     ``invalid_messages``: messages the caller refused before they became samples (counted
     only). Returns what happened to the samples; the counters of :func:`telemetry_counts` move
-    in the same transaction.
+    in the same transaction. A device's ``last_seen`` moves on to its newest sample's ``ts``
+    (at most ``now_s``), never back.
     """
-    ids = list({device_id for device_id, _ in samples})
+    ids = sorted({device_id for device_id, _ in samples})
     if "\x00" in "".join(ids):  # PostgreSQL text cannot hold NUL: such an id names no device
         ids = [i for i in ids if "\x00" not in i]
     latest = _known(conn, ids)
     rows: list[_Row] = []
     newest: dict[str, _Row] = {}
     per_device: dict[str, int] = {}
+    heard: dict[str, float] = {}  # each device's newest device time in the batch
     unknown = stale = 0
     for device_id, s in samples:
         if device_id not in latest:
@@ -184,6 +191,8 @@ def ingest_telemetry(
         row += (s.version, s.state)
         rows.append(row)
         per_device[device_id] = per_device.get(device_id, 0) + 1
+        if s.ts > heard.get(device_id, -math.inf):
+            heard[device_id] = s.ts
         kept = latest[device_id]
         if kept is not None and s.ts <= kept:
             stale += 1
@@ -191,13 +200,13 @@ def ingest_telemetry(
             held = newest.get(device_id)
             if held is None or s.ts > held[_TS]:
                 newest[device_id] = row
+    rows.sort(key=lambda r: (r[0], r[_TS]))  # lock order: see the module's docstring
     stored = _write(conn, (_PG_HISTORY, _LITE_HISTORY), rows) if rows else 0
     if newest:
-        _write(conn, (_PG_UPSERT, _LITE_UPSERT), list(newest.values()))
-    if per_device and conn.dialect.name == "postgresql":
-        touch_devices(conn, dict.fromkeys(per_device, now_s))
-    elif per_device:
-        conn.exec_driver_sql(_LITE_TOUCH, [(now_s, d) for d in per_device])
+        _write(conn, (_PG_UPSERT, _LITE_UPSERT), [newest[d] for d in sorted(newest)])
+    # last seen: when the device measured its newest sample (a device clock ahead of ours
+    # counts as now); touch_devices never moves it back and goes in id order
+    touch_devices(conn, {d: min(ts, now_s) for d, ts in heard.items()})
     result = Ingested(stored, len(rows) - stored, stale, unknown, per_device)
     _count(
         conn,
