@@ -41,7 +41,7 @@ from tuf.api import exceptions
 from conftest import ADMIN, GATEWAY_TOKEN, LiveServer, add_admin
 from skyfleet.server import RelayConfig, ServerConfig, create_app, create_relay_app
 from skyfleet.sim import DdiDevice, UptaneDevice
-from skyfleet.store import Store, open_store
+from skyfleet.store import Store, open_store, telemetry_counts, telemetry_history
 from skyfleet.store._schema import actions, audit, devices, idempotency_keys
 
 VERSION = "2025.44.25.5"
@@ -271,6 +271,104 @@ def test_a_relay_killed_with_reports_queued_and_answers_lost_delivers_each_repor
         )
         assert sorted(k for (k,) in kept) == sorted(set(link.keys))
     assert len(set(link.keys)) == 6
+
+
+# --- fairness and batching -----------------------------------------------------------------------
+
+
+def _telemetry(relay_url: str, car: Car, samples: object) -> None:
+    answer = httpx.post(f"{relay_url}{car.base}/telemetry", json=samples, headers=car.auth)
+    assert answer.status_code == 200, answer.text
+
+
+def _stored_ts(db: Store, device_id: str) -> list[float]:
+    with db.read() as conn:
+        return sorted(s["ts"] for s in telemetry_history(conn, device_id, limit=10_000))
+
+
+def test_a_device_the_server_answers_429_does_not_hold_up_another_devices_reports(
+    tmp_path: Path,
+) -> None:
+    db = open_store(f"sqlite:///{tmp_path / 'central.db'}", artifacts_dir=tmp_path / "central")
+    add_admin(db)
+    # Three requests at once per device, then one every 100 s: the busy device gets 429.
+    config = ServerConfig(
+        gateway_token=GATEWAY_TOKEN, device_burst=3, device_rate_per_s=0.01, sweep_interval_s=0.05
+    )
+    with (
+        LiveServer(create_app(config, db=db)) as central,
+        httpx.Client(base_url=central.url, timeout=30.0, headers=ADMIN) as api,
+    ):
+        link = CuttableLink(central.port)
+        try:
+            cars = register_cars(api, {"id": "busy"}, {"id": "quiet"})
+            busy, quiet = cars["busy"], cars["quiet"]
+            with LiveServer(create_relay_app(_relay_config(link, tmp_path))) as relay:
+                for car in (busy, quiet):  # one request each: the relay learns the tokens
+                    assert httpx.get(relay.url + car.base, headers=car.auth).status_code == 200
+                link.cut()
+                for n in range(4):  # queued first: the busy device's reports are the oldest
+                    answer = httpx.put(
+                        f"{relay.url}{busy.base}/configData",
+                        json={"mode": "merge", "data": {"n": str(n)}},
+                        headers=busy.auth,
+                    )
+                    assert answer.status_code == 200, answer.text
+                ts = time.time() - 5
+                _telemetry(relay.url, quiet, {"ts": ts})
+                assert relay_status(relay.url)["queue_depth"] == 5
+                link.restore()
+                # The busy device's third report gets 429 (Retry-After: about 100 s); the
+                # quiet device's report goes on at once all the same.
+                wait_for(lambda: _stored_ts(db, quiet.id), "the quiet device's report", 10.0)
+                assert _stored_ts(db, quiet.id) == [ts]
+                wait_for(
+                    lambda: relay_status(relay.url)["queue_depth"] == 2, "two reports to wait", 5.0
+                )
+                time.sleep(1.0)  # the busy device's last two wait for its rate, in order
+                assert relay_status(relay.url)["queue_depth"] == 2
+                attributes = api.get(f"/api/v1/devices/{busy.id}").json()["attributes"]
+                assert attributes == {"n": "1"}, attributes  # in order, the first two only
+        finally:
+            link.cut()
+            db.close()
+
+
+def test_a_devices_queued_telemetry_goes_up_as_one_list_and_is_stored_once_after_a_kill(
+    central_api: httpx.Client, central_db: Store, link: CuttableLink, tmp_path: Path
+) -> None:
+    car = register_cars(central_api, {"id": "car-1"})["car-1"]
+    relay = RelayProcess(link.url, tmp_path / "site")
+    relay.start()
+    try:
+        assert httpx.get(relay.url + car.base, headers=car.auth).status_code == 200
+        link.cut()
+        start = time.time() - 100
+        sent = [start + i for i in range(50)]
+        for ts in sent[:40]:
+            _telemetry(relay.url, car, {"ts": ts, "soc_pct": 50.0})
+        _telemetry(relay.url, car, [{"ts": ts} for ts in sent[40:]])  # a list of ten
+        assert relay_status(relay.url)["queue_depth"] == 41
+
+        # The server stores the list, the relay never hears so and sends it again, same key.
+        link.lose_answers = True
+        link.restore()
+        wait_for(lambda: len(link.keys) >= 2, "the relay to send its merged telemetry twice")
+        wait_for(lambda: len(_stored_ts(central_db, car.id)) == 50, "the samples to be stored")
+        relay.kill9()  # before it learnt that they arrived
+        link.lose_answers = False
+        tries = len(link.keys)
+        relay.start()
+        wait_for(lambda: drained(relay.url), "the restarted relay to forward its queue")
+    finally:
+        relay.stop()
+    assert len(set(link.keys)) == 1, link.keys  # one list, one key, all along
+    (key,) = set(link.keys)
+    assert key.endswith(":1-41"), key  # the first and last of the 41 queued reports
+    assert len(link.keys) <= tries + 1
+    assert _stored_ts(central_db, car.id) == sent  # every sample, once
+    with central_db.read() as conn:
+        assert telemetry_counts(conn)["stored"] == 50
 
 
 # --- trust ----------------------------------------------------------------------------------------

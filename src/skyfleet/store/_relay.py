@@ -80,6 +80,20 @@ class QueuedRequest:
     attempts: int
 
 
+def _queued(m: Any) -> QueuedRequest:
+    return QueuedRequest(
+        int(m["seq"]),
+        m["device_id"],
+        m["method"],
+        m["path"],
+        m["content_type"],
+        bytes(m["body"]),
+        m["authorization"],
+        m["created_at"],
+        m["attempts"],
+    )
+
+
 def _upsert(conn: Connection, table: Table, row: dict[str, Any], keys: Iterable[str]) -> None:
     index = list(keys)
     changed = {k: v for k, v in row.items() if k not in index}
@@ -307,27 +321,35 @@ class RelayStore:
         """The oldest queued report, or None."""
         with self.db.read() as conn:
             row = conn.execute(select(relay_queue).order_by(relay_queue.c.seq).limit(1)).first()
-        if row is None:
-            return None
-        m = row._mapping
-        return QueuedRequest(
-            int(m["seq"]),
-            m["device_id"],
-            m["method"],
-            m["path"],
-            m["content_type"],
-            bytes(m["body"]),
-            m["authorization"],
-            m["created_at"],
-            m["attempts"],
-        )
+        return None if row is None else _queued(row._mapping)
 
-    def ack(self, seq: int, now_s: float) -> None:
-        """The upstream took report ``seq``: drop it from the queue."""
+    def queued_devices(self) -> list[str]:
+        """The devices with reports queued, by id."""
+        with self.db.read() as conn:
+            rows = conn.execute(
+                select(relay_queue.c.device_id).distinct().order_by(relay_queue.c.device_id)
+            ).all()
+        return [device_id for (device_id,) in rows]
+
+    def device_head(self, device_id: str, limit: int = 1) -> list[QueuedRequest]:
+        """The device's oldest ``limit`` queued reports, oldest first."""
+        with self.db.read() as conn:
+            rows = conn.execute(
+                select(relay_queue)
+                .where(relay_queue.c.device_id == device_id)
+                .order_by(relay_queue.c.seq)
+                .limit(limit)
+            ).all()
+        return [_queued(row._mapping) for row in rows]
+
+    def ack(self, seq: int | Iterable[int], now_s: float) -> None:
+        """The upstream took report ``seq`` (or these reports, sent as one): drop them from the
+        queue, together."""
+        seqs = [seq] if isinstance(seq, int) else list(seq)
         with self.db.begin() as conn:
-            conn.execute(delete(relay_queue).where(relay_queue.c.seq == seq))
+            conn.execute(delete(relay_queue).where(relay_queue.c.seq.in_(seqs)))
             conn.execute(
-                update(relay_reported).where(relay_reported.c.seq == seq).values(acked_at=now_s)
+                update(relay_reported).where(relay_reported.c.seq.in_(seqs)).values(acked_at=now_s)
             )
 
     def attempt_failed(self, seq: int, error: str) -> None:
