@@ -15,14 +15,16 @@ True
 from __future__ import annotations
 
 from skyfleet.links._cellular import (
-    CONNECTIVITY_CLASSES,
     CellCoverage,
     CoveragePolygon,
     builtin_coverage,
     cellular_mask,
-    connectivity_class,
     parse_geojson_coverage,
     parse_opencellid_csv,
+)
+from skyfleet.links._connectivity import (
+    CONNECTIVITY_CLASSES,
+    connectivity_class,
     route_connectivity,
 )
 from skyfleet.links._engine import MODES, LinkOptions, Mode, decision_steps

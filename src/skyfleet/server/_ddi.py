@@ -10,22 +10,28 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import hmac
 import json
 import random
 from collections.abc import Callable, Coroutine
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, Path, Request, Response
+from fastapi import APIRouter, Header, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse
 from fastapi.routing import APIRoute
-from sqlalchemy import Connection
-from sqlalchemy.exc import IntegrityError
 from starlette.types import Scope
 
 from skyfleet import store
-from skyfleet.errors import ConflictError, DeviceAuthError, NotFoundError
+from skyfleet.errors import NotFoundError
+from skyfleet.server._ddi_auth import (
+    ControllerId,
+    Device,
+    IdempotencyKey,
+    authorize,
+    check_tenant,
+    register_unknown,
+    runtime,
+)
 from skyfleet.server._ddi_wire import (
     ACCEPTED,
     DEVICE_ERRORS,
@@ -73,106 +79,10 @@ router = APIRouter(
     tags=["device (hawkBit DDI)"], route_class=_LenientJsonRoute, responses=DEVICE_ERRORS
 )
 
-CONTROLLER_ID = r"[^/\\\s\x00-\x1f\x7f]{1,128}"  # no slashes, spaces or control characters
-ControllerId = Path(pattern=f"^{CONTROLLER_ID}$", description="the device id")
-
-
-def runtime(request: Request) -> Runtime:
-    """The server's shared state."""
-    rt: Runtime = request.app.state.runtime
-    return rt
-
 
 def _sleep_text(seconds: float) -> str:
     seconds = max(1, round(seconds))
     return f"{seconds // 3600:02d}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
-
-
-def _check_tenant(rt: Runtime, tenant: str) -> None:
-    if tenant.lower() != rt.config.tenant.lower():
-        raise NotFoundError(f"unknown tenant {tenant!r}")
-
-
-def _authorize(
-    rt: Runtime, tenant: str, authorization: str | None, token_hash: str | None, known: bool
-) -> bool:
-    """Whether the request may act for the device: True for a known device with its target
-    token (or the gateway token), False for an unknown device with the gateway token (to be
-    registered); :class:`DeviceAuthError` or :class:`NotFoundError` otherwise."""
-    _check_tenant(rt, tenant)
-    scheme, _, token = (authorization or "").partition(" ")
-    token = token.strip()
-    gateway = rt.config.gateway_token
-    is_gateway = (
-        scheme == "GatewayToken"
-        and gateway is not None
-        and hmac.compare_digest(token.encode(), gateway.encode())
-    )
-    if not known:
-        if is_gateway:
-            return False
-    elif is_gateway or (scheme == "TargetToken" and store.token_matches(token, token_hash)):
-        return True
-    raise DeviceAuthError(
-        "missing or wrong device token: send 'Authorization: TargetToken <token>'"
-    )
-
-
-def _authenticate(
-    rt: Runtime, conn: Connection, tenant: str, controller_id: str, authorization: str | None
-) -> dict[str, Any] | None:
-    """``{"last_seen": ..., "hw": ...}`` of the device, or None for an unknown device that
-    presented the gateway token; :class:`DeviceAuthError` for anything else."""
-    found = store.device_auth(conn, controller_id)
-    token_hash = found[0] if found else None
-    if not _authorize(rt, tenant, authorization, token_hash, found is not None):
-        return None
-    assert found is not None
-    return {"last_seen": found[1], "hw": found[2]}
-
-
-def _register_unknown(rt: Runtime, controller_id: str) -> None:
-    """Register a device a gateway polls for; two first polls at once both succeed."""
-    try:
-        with rt.store.begin() as conn:
-            store.register_devices(
-                conn,
-                rt.clock(),
-                [store.NewDevice(controller_id, hw=store.UNKNOWN_HW)],
-                actor="gateway",
-            )
-    except (ConflictError, IntegrityError):
-        pass  # registered by the other poll
-
-
-def _device(
-    request: Request,
-    tenant: str,
-    controller_id: str = ControllerId,
-    authorization: str | None = Header(default=None),
-) -> dict[str, Any]:
-    rt = runtime(request)
-    with rt.store.read() as conn:
-        device = _authenticate(rt, conn, tenant, controller_id, authorization)
-    if device is None:
-        _register_unknown(rt, controller_id)
-        device = {"last_seen": None, "hw": store.UNKNOWN_HW}
-    mark_device(request.scope)
-    return device
-
-
-Device = Annotated[dict[str, Any], Depends(_device)]
-
-#: A report that carries an ``Idempotency-Key`` is applied at most once (an edge relay re-sends
-#: what it cannot be sure arrived with the same key): see :mod:`skyfleet.store._idempotency`.
-IdempotencyKey = Annotated[
-    str | None,
-    Header(
-        pattern=r"^[!-~]{1,200}$",
-        description="Apply this report at most once: a repeat with the same key (for this "
-        "device) is answered 200 and changes nothing. An edge relay sends RELAY-ID:SEQ.",
-    ),
-]
 
 
 @functools.lru_cache(maxsize=64)
@@ -206,14 +116,14 @@ async def poll_answer(
     rt: Runtime, tenant: str, controller_id: str, authorization: str | None, base: str
 ) -> dict[str, Any]:
     """The base poll's body: when to poll again and the ``_links`` to follow."""
-    _check_tenant(rt, tenant)  # before the read: a wrong tenant takes no place in a batch
+    check_tenant(rt, tenant)  # before the read: a wrong tenant takes no place in a batch
     view = await rt.polls.view(controller_id)
     if view is None:
-        _authorize(rt, tenant, authorization, None, known=False)
-        await run_in_threadpool(_register_unknown, rt, controller_id)
+        authorize(rt, tenant, authorization, None, known=False)
+        await run_in_threadpool(register_unknown, rt, controller_id)
         offer, installed = None, None
     else:
-        _authorize(rt, tenant, authorization, view.token_hash, known=True)
+        authorize(rt, tenant, authorization, view.token_hash, known=True)
         offer = view.offer
         installed = view.installed_action_id if offer is None else None
     jitter = 1.0 + rt.config.poll_jitter * (2.0 * random.random() - 1.0)

@@ -9,7 +9,8 @@ from fastapi import Request, Response
 from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from skyfleet.server._ddi import CONTROLLER_ID, device_base, poll_answer
+from skyfleet.server._ddi import device_base, poll_answer
+from skyfleet.server._ddi_auth import CONTROLLER_ID
 from skyfleet.server._limits import mark_device
 
 __all__ = ["BasePollShortPath"]

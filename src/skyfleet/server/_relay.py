@@ -29,7 +29,7 @@ from fastapi import FastAPI, Request, Response
 from fastapi.concurrency import run_in_threadpool
 
 from skyfleet import __version__, store
-from skyfleet.server._ddi import CONTROLLER_ID
+from skyfleet.server._ddi_auth import CONTROLLER_ID
 from skyfleet.server._errors import error_response, install_error_handlers
 from skyfleet.server._limits import BodyLimit, DeviceRateLimit
 from skyfleet.server._relay_cache import RelayCache

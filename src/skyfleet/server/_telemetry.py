@@ -24,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from skyfleet import store
 from skyfleet.server._access import Viewer
 from skyfleet.server._config import ServerConfig
-from skyfleet.server._ddi import ControllerId, Device, runtime
+from skyfleet.server._ddi_auth import ControllerId, Device, runtime
 from skyfleet.server._ddi_wire import DEVICE_ERRORS
 from skyfleet.server._errors import error_responses
 from skyfleet.server._ingest import TelemetryIngest

@@ -23,7 +23,7 @@ from fastapi.responses import FileResponse
 
 from skyfleet import store
 from skyfleet.errors import NotFoundError
-from skyfleet.server._ddi import ControllerId, Device, runtime
+from skyfleet.server._ddi_auth import ControllerId, Device, runtime
 from skyfleet.server._ddi_wire import DEVICE_ERRORS
 
 __all__ = ["router"]
