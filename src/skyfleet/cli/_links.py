@@ -59,6 +59,30 @@ places_app = typer.Typer(
     help="Named places: cloud regions, gateways, points of presence, cities.", no_args_is_help=True
 )
 
+# Options the link, route and site commands share.
+ConstellationOption = Annotated[
+    str,
+    typer.Option("--constellation", "-c", help="Preset name (see 'skyfleet constellation list')."),
+]
+TleOption = Annotated[
+    Path | None, typer.Option("--tle", help="Use a TLE catalogue file instead of a preset.")
+]
+ModeOption = Annotated[
+    str, typer.Option("--mode", help="isl (laser links), bent-pipe (via a gateway) or best.")
+]
+MinElevationOption = Annotated[
+    float | None,
+    typer.Option(
+        "--min-elevation", help="Minimum elevation, degrees (default: the constellation's)."
+    ),
+]
+StartOption = Annotated[
+    str | None, typer.Option("--start", help="Start time, ISO 8601 UTC (default: now).")
+]
+FiberInflationOption = Annotated[
+    float, typer.Option("--fiber-inflation", help="Terrestrial route length over great circle.")
+]
+
 STALE_TLE_DAYS = 14.0
 _SPARK = "▁▂▃▄▅▆▇█"
 
@@ -163,32 +187,14 @@ def link(
             "--speed", help="Speed along --route, km/h (default: the file's times, else 80)."
         ),
     ] = None,
-    constellation: Annotated[
-        str,
-        typer.Option(
-            "--constellation", "-c", help="Preset name (see 'skyfleet constellation list')."
-        ),
-    ] = "starlink-gen1",
-    tle: Annotated[
-        Path | None, typer.Option("--tle", help="Use a TLE catalogue file instead of a preset.")
-    ] = None,
-    mode: Annotated[
-        str, typer.Option("--mode", help="isl (laser links), bent-pipe (via a gateway) or best.")
-    ] = "best",
-    start: Annotated[
-        str | None, typer.Option("--start", help="Start time, ISO 8601 UTC (default: now).")
-    ] = None,
+    constellation: ConstellationOption = "starlink-gen1",
+    tle: TleOption = None,
+    mode: ModeOption = "best",
+    start: StartOption = None,
     duration: Annotated[str, typer.Option("--duration", help="How long: 2h, 90m, 1d, ...")] = "1h",
     step: Annotated[str, typer.Option("--step", help="Time step: 15s, 100ms, ...")] = "15s",
-    min_elevation: Annotated[
-        float | None,
-        typer.Option(
-            "--min-elevation", help="Minimum elevation, degrees (default: the constellation's)."
-        ),
-    ] = None,
-    fiber_inflation: Annotated[
-        float, typer.Option("--fiber-inflation", help="Terrestrial route length over great circle.")
-    ] = DEFAULT_FIBER_INFLATION,
+    min_elevation: MinElevationOption = None,
+    fiber_inflation: FiberInflationOption = DEFAULT_FIBER_INFLATION,
     out_file: Annotated[
         Path | None, typer.Option("--out", help="Write the time series: FILE.csv or FILE.parquet.")
     ] = None,

@@ -13,7 +13,16 @@ import typer
 from rich.table import Table
 
 from skyfleet.cli._common import err, iso, out, parse_duration, parse_time, print_json, progress_bar
-from skyfleet.cli._links import _workers, load_constellation, warn_stale_tle
+from skyfleet.cli._links import (
+    ConstellationOption,
+    MinElevationOption,
+    ModeOption,
+    StartOption,
+    TleOption,
+    _workers,
+    load_constellation,
+    warn_stale_tle,
+)
 from skyfleet.cli._output import make_out_dir, write_atomic, write_json, write_table
 from skyfleet.errors import CoverageError, InputError
 from skyfleet.links import (
@@ -312,27 +321,11 @@ def analyze(
             help="Where the satellite link goes (default: the cloud region nearest the start).",
         ),
     ] = None,
-    constellation: Annotated[
-        str,
-        typer.Option(
-            "--constellation", "-c", help="Preset name (see 'skyfleet constellation list')."
-        ),
-    ] = "starlink-gen1",
-    tle: Annotated[
-        Path | None, typer.Option("--tle", help="Use a TLE catalogue file instead of a preset.")
-    ] = None,
-    mode: Annotated[
-        str, typer.Option("--mode", help="isl (laser links), bent-pipe (via a gateway) or best.")
-    ] = "best",
-    min_elevation: Annotated[
-        float | None,
-        typer.Option(
-            "--min-elevation", help="Minimum elevation, degrees (default: the constellation's)."
-        ),
-    ] = None,
-    start: Annotated[
-        str | None, typer.Option("--start", help="Start time, ISO 8601 UTC (default: now).")
-    ] = None,
+    constellation: ConstellationOption = "starlink-gen1",
+    tle: TleOption = None,
+    mode: ModeOption = "best",
+    min_elevation: MinElevationOption = None,
+    start: StartOption = None,
     step: Annotated[str, typer.Option("--step", help="Time step: 15s, 1m, ...")] = "15s",
     coverage: Annotated[
         Path | None,

@@ -16,7 +16,16 @@ from skyfleet.cli._client import ServerOption as _Server
 from skyfleet.cli._client import TokenOption as _Token
 from skyfleet.cli._client import once as _once
 from skyfleet.cli._common import err, iso, out, parse_duration, parse_time, print_json, progress_bar
-from skyfleet.cli._links import _workers, load_constellation, sparkline
+from skyfleet.cli._links import (
+    ConstellationOption,
+    FiberInflationOption,
+    MinElevationOption,
+    StartOption,
+    TleOption,
+    _workers,
+    load_constellation,
+    sparkline,
+)
 from skyfleet.cli._output import make_out_dir, write_atomic, write_json, write_table
 from skyfleet.errors import InputError
 from skyfleet.links import (
@@ -162,26 +171,16 @@ def site_plan(
         str, typer.Option("--region", help="Its cloud region, e.g. azure:australiaeast.")
     ],
     name: Annotated[str | None, typer.Option("--name", help="A label for reports.")] = None,
-    constellation: Annotated[
-        str, typer.Option("--constellation", "-c", help="Preset name.")
-    ] = "starlink-gen1",
-    tle: Annotated[
-        Path | None, typer.Option("--tle", help="Use a TLE catalogue file instead of a preset.")
-    ] = None,
-    start: Annotated[
-        str | None, typer.Option("--start", help="Start time, ISO 8601 UTC (default: now).")
-    ] = None,
+    constellation: ConstellationOption = "starlink-gen1",
+    tle: TleOption = None,
+    start: StartOption = None,
     duration: Annotated[str, typer.Option("--duration", help="How long: 1d, 7d, 12h, ...")] = "1d",
     step: Annotated[
         str,
         typer.Option("--step", help="Time step (15s matches Starlink's handover grid)."),
     ] = "15s",
-    min_elevation: Annotated[
-        float | None, typer.Option("--min-elevation", help="Minimum elevation, degrees.")
-    ] = None,
-    fiber_inflation: Annotated[
-        float, typer.Option("--fiber-inflation", help="Terrestrial route length over great circle.")
-    ] = DEFAULT_FIBER_INFLATION,
+    min_elevation: MinElevationOption = None,
+    fiber_inflation: FiberInflationOption = DEFAULT_FIBER_INFLATION,
     top: Annotated[int, typer.Option("--top", min=1, help="How many longest outages to list.")] = 5,
     out_dir: Annotated[
         Path | None,
