@@ -7,8 +7,8 @@ relay for a site with ``skyfleet serve --upstream URL`` or :func:`create_relay_a
 from __future__ import annotations
 
 from skyfleet.server._app import create_app
-from skyfleet.server._config import ServerConfig
+from skyfleet.server._config import ServerConfig, sim_clock
 from skyfleet.server._relay import create_relay_app
 from skyfleet.server._relay_config import RelayConfig
 
-__all__ = ["RelayConfig", "ServerConfig", "create_app", "create_relay_app"]
+__all__ = ["RelayConfig", "ServerConfig", "create_app", "create_relay_app", "sim_clock"]

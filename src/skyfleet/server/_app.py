@@ -7,7 +7,6 @@ import contextlib
 import gc
 import json
 import os
-import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
@@ -30,10 +29,12 @@ def create_app(
     config: ServerConfig | None = None,
     *,
     db: store.Store | None = None,
-    clock: Callable[[], float] = time.time,
+    clock: Callable[[], float] | None = None,
 ) -> FastAPI:
-    """Build the server. The store is opened (and migrated) when the app starts, unless given."""
+    """Build the server. The store is opened (and migrated) when the app starts, unless given.
+    ``clock`` (UNIX s) defaults to the config's: the wall clock, or the simulated one."""
     config = config or ServerConfig()
+    clock = clock or config.clock()
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

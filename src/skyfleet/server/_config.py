@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from skyfleet.rollout import Lifetimes
 from skyfleet.store import DEFAULT_URL
 
-__all__ = ["ServerConfig"]
+__all__ = ["ServerConfig", "sim_clock"]
 
 _LIFETIMES = Lifetimes()  # Uptane's guidance: a year for roots, a day for the rest
 
@@ -57,6 +59,11 @@ class ServerConfig:
     ``idempotency_ttl_s``: how long the server remembers the ``Idempotency-Key`` of a report
     (an edge relay re-sends with the same key what it cannot be sure arrived), so that it is
     applied once; keys older than that are pruned (hourly).
+
+    Simulated time (the demo): with ``sim_start_s`` set, the server's clock reads
+    ``sim_start_s + (time.time() - sim_wall_s) * sim_rate``: UNIX time ``sim_start_s`` at the
+    wall-clock time ``sim_wall_s``, running ``sim_rate`` times faster than the wall clock. Every
+    process that shares these three numbers shares the clock (the demo's simulated devices do).
     """
 
     database_url: str = DEFAULT_URL
@@ -94,6 +101,20 @@ class ServerConfig:
     telemetry_history: int = 360
     # --- edge relays ---
     idempotency_ttl_s: float = 30 * 86400.0
+    # --- simulated time ---
+    sim_start_s: float | None = None
+    sim_wall_s: float = 0.0
+    sim_rate: float = 1.0
+
+    def clock(self) -> Callable[[], float]:
+        """The server's clock, UNIX seconds: the wall clock, or the simulated one.
+
+        >>> ServerConfig(sim_start_s=1e9, sim_wall_s=time.time() - 10.0, sim_rate=60.0).clock()() > 1e9 + 599
+        True
+        """
+        if self.sim_start_s is None:
+            return time.time
+        return sim_clock(self.sim_start_s, self.sim_wall_s, self.sim_rate)
 
     def lifetimes(self) -> Lifetimes:
         """The metadata lifetimes these settings ask for."""
@@ -103,3 +124,13 @@ class ServerConfig:
             snapshot_s=self.snapshot_expiry_s,
             timestamp_s=self.timestamp_expiry_s,
         )
+
+
+def sim_clock(start_s: float, wall_s: float, rate: float) -> Callable[[], float]:
+    """A clock that reads UNIX time ``start_s`` at wall-clock time ``wall_s`` and runs ``rate``
+    times faster than the wall clock."""
+
+    def now() -> float:
+        return start_s + (time.time() - wall_s) * rate
+
+    return now
