@@ -23,6 +23,10 @@ __all__ = ["ADMIN_TOKEN_FILE", "serve"]
 ADMIN_TOKEN_FILE = "skyfleet-admin.token"
 
 
+#: How long a stop (Ctrl-C, SIGTERM) waits for requests in flight before it cancels them.
+GRACEFUL_SHUTDOWN_S = 3
+
+
 def serve(
     host: Annotated[
         str, typer.Option(help="Address to listen on (127.0.0.1: this machine only).")
@@ -213,6 +217,13 @@ def serve(
             port=port,
             workers=workers,
             log_level=log_level,
+            timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
         )
     else:
-        uvicorn.run(create_app(config), host=host, port=port, log_level=log_level)
+        uvicorn.run(
+            create_app(config),
+            host=host,
+            port=port,
+            log_level=log_level,
+            timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
+        )

@@ -14,7 +14,7 @@ import anyio.to_thread
 from fastapi import FastAPI
 
 from skyfleet import __version__, store
-from skyfleet.server import _admin, _ddi, _operator, _sites, _telemetry, _tuf
+from skyfleet.server import _admin, _dashboard, _ddi, _operator, _sites, _telemetry, _tuf
 from skyfleet.server._config import ServerConfig
 from skyfleet.server._errors import install_error_handlers
 from skyfleet.server._limits import BodyLimit, DeviceRateLimit
@@ -105,9 +105,11 @@ def create_app(
     app.include_router(_telemetry.operator_router)
     app.include_router(_sites.router)
     app.include_router(_admin.router)
+    app.include_router(_dashboard.router)
     app.include_router(_tuf.router)  # before the DDI routes: its paths are longer
     app.include_router(_telemetry.device_router)
     app.include_router(_ddi.router)
+    _dashboard.mount_dashboard(app)
     return app
 
 

@@ -30,6 +30,7 @@ from skyfleet.store._catalog import (
     save_artifact,
     write_blob,
 )
+from skyfleet.store._dashboard import DEVICE_COLUMNS, dashboard_devices
 from skyfleet.store._device_api import (
     Offer,
     PollView,
@@ -98,6 +99,7 @@ from skyfleet.store._trust import (
 
 __all__ = [
     "DEFAULT_URL",
+    "DEVICE_COLUMNS",
     "OPERATOR_ROLES",
     "REPOS",
     "TELEMETRY_COUNTERS",
@@ -124,6 +126,7 @@ __all__ = [
     "create_operator_token",
     "create_release",
     "create_rollout",
+    "dashboard_devices",
     "deployment",
     "device_artifact",
     "device_auth",
