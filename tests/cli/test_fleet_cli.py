@@ -112,6 +112,35 @@ def test_fleet_telemetry_shows_a_devices_history(
     assert code == 0, err
     assert "car-1: 2 samples, newest first, version 2025.44.25.5" in out
     assert "-33.860,151.210" in out and "44.0" in out
+    assert "power W" not in out and "freq Hz" not in out  # a vehicle reports neither
+
+
+def test_fleet_telemetry_shows_a_home_devices_power_and_bus_frequency(
+    fleet: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with httpx.Client(base_url=fleet, headers=ADMIN) as api:
+        device = {"id": "home-1", "kind": "home-battery", "hw": "gen2"}
+        answer = api.post("/api/v1/devices", json={"devices": [device]})
+        assert answer.status_code == 201, answer.text
+        token = answer.json()["devices"][0]["token"]
+    now = time.time()
+    posted = httpx.post(
+        f"{fleet}/DEFAULT/controller/v1/home-1/telemetry",
+        json=[
+            {"ts": now - 20, "soc_pct": 64.0, "freq_hz": 50.02, "power_w": -3300.0},
+            {"ts": now - 10, "soc_pct": 63.0, "power_w": 2400.0, "state": "island"},
+        ],
+        headers={"Authorization": f"TargetToken {token}"},
+    )
+    assert posted.status_code == 200, posted.text
+    code, out, err = run(["fleet", "telemetry", "home-1", "--json", "--server", fleet], capsys)
+    assert code == 0, err
+    history = json.loads(out)["history"]
+    assert [(s["power_w"], s["freq_hz"]) for s in history] == [(2400.0, None), (-3300.0, 50.02)]
+    code, out, err = run(["fleet", "telemetry", "home-1", "--server", fleet], capsys)
+    assert code == 0, err
+    assert "power W" in out and "freq Hz" in out
+    assert "-3300" in out and "2400" in out and "50.02" in out
 
 
 @pytest.mark.parametrize(

@@ -192,6 +192,34 @@ def test_published_telemetry_appears_in_fleet_status_history_and_device_list(
     assert monitored.api.get("/api/v1/devices/ghost/telemetry").status_code == 404
 
 
+def test_published_power_and_frequency_reach_the_history_and_the_latest_sample(
+    monitored: Monitored,
+) -> None:
+    monitored.register("home-1", kind="home-battery", hw="gen2")
+    monitored.register("car-1")
+    now = monitored.clock()
+    with monitored.publisher() as pub:
+        pub.publish(
+            "home-1",
+            [
+                Telemetry(now - 20, soc_pct=64.5, freq_hz=50.02, power_w=2400.0, state="grid"),
+                Telemetry(now - 10, soc_pct=65.0, freq_hz=49.5, power_w=-3300.5, state="island"),
+            ],
+        )
+        pub.publish("car-1", Telemetry(now - 5, link="satellite", rtt_ms=40.0))
+        assert pub.flush()
+    monitored.wait_counted("stored", 3)
+    answer = monitored.api.get("/api/v1/devices/home-1/telemetry").json()
+    assert [(s["freq_hz"], s["power_w"], s["state"]) for s in answer["history"]] == [
+        (49.5, -3300.5, "island"),  # charging
+        (50.02, 2400.0, "grid"),  # discharging into the house
+    ]
+    assert (answer["latest"]["freq_hz"], answer["latest"]["power_w"]) == (49.5, -3300.5)
+    vehicle = monitored.api.get("/api/v1/devices/car-1/telemetry").json()
+    assert (vehicle["latest"]["freq_hz"], vehicle["latest"]["power_w"]) == (None, None)
+    assert vehicle["history"][0]["power_w"] is None  # the key is there, null: not reported
+
+
 def test_history_keeps_only_the_newest_samples_of_each_device(monitored: Monitored) -> None:
     monitored.register("car-1", "car-2")
     now = monitored.clock()
@@ -238,6 +266,11 @@ def test_invalid_messages_are_counted_and_dropped_and_ingest_goes_on(monitored: 
         b'{"ts": NaN}',
         json.dumps({"ts": now, "soc_pct": 140}).encode(),
         json.dumps({"ts": now, "link": "carrier-pigeon"}).encode(),
+        json.dumps({"ts": now, "freq_hz": 100.5}).encode(),
+        json.dumps({"ts": now, "freq_hz": "50"}).encode(),
+        json.dumps({"ts": now, "power_w": -1.5e6}).encode(),
+        json.dumps({"ts": now, "power_w": True}).encode(),
+        b'{"ts": 1767225600, "power_w": Infinity}',
         json.dumps({"ts": now + 3600}).encode(),  # a clock an hour fast
         json.dumps([{"ts": now}] * 1001).encode(),
         b"{" * 50_000,
@@ -252,7 +285,8 @@ def test_invalid_messages_are_counted_and_dropped_and_ingest_goes_on(monitored: 
     counts = monitored.counts()
     assert counts["invalid_messages"] == len(bad)
     assert counts["unknown_device"] == 1
-    assert [s["rtt_ms"] for s in monitored.history("car-1")] == [33.0]
+    [stored] = monitored.history("car-1")
+    assert (stored["rtt_ms"], stored["freq_hz"], stored["power_w"]) == (33.0, None, None)
 
 
 def test_devices_silent_longer_than_the_threshold_are_flagged(monitored: Monitored) -> None:
@@ -401,6 +435,67 @@ def test_a_device_posts_telemetry_only_as_itself(monitored: Monitored) -> None:
         headers={"Authorization": as_car1},
     )
     assert wrong_tenant.status_code == 404
+
+
+def test_posted_power_and_frequency_come_back_in_the_devices_telemetry(
+    monitored: Monitored,
+) -> None:
+    token = monitored.register("home-1", kind="home-battery", hw="gen2")["home-1"]
+    now = monitored.clock()
+    samples = [
+        {"ts": now - 10, "soc_pct": 80.0, "freq_hz": 50.0, "power_w": -7000},
+        {"ts": now, "soc_pct": 79.5, "freq_hz": 0, "power_w": 1_000_000, "state": "island"},
+    ]
+    answer = httpx.post(
+        f"{monitored.url}/{monitored.tenant}/controller/v1/home-1/telemetry",
+        json=samples,
+        headers={"Authorization": f"TargetToken {token}"},
+    )
+    assert answer.status_code == 200, answer.text
+    body = monitored.api.get("/api/v1/devices/home-1/telemetry").json()
+    assert [(s["freq_hz"], s["power_w"]) for s in body["history"]] == [
+        (0.0, 1_000_000.0),
+        (50.0, -7000.0),
+    ]
+    assert {k: body["latest"][k] for k in ("soc_pct", "freq_hz", "power_w", "state")} == {
+        "soc_pct": 79.5,
+        "freq_hz": 0.0,
+        "power_w": 1_000_000.0,
+        "state": "island",
+    }
+
+
+#: Bodies a device may not post (``TS``: the server's time), and what the error must name.
+BAD_POWER_OR_FREQUENCY = [
+    (b'{"ts": TS, "freq_hz": -0.5}', "freq_hz"),
+    (b'{"ts": TS, "freq_hz": 100.01}', "freq_hz"),
+    (b'{"ts": TS, "freq_hz": NaN}', "NaN"),
+    (b'{"ts": TS, "freq_hz": "50"}', "freq_hz"),
+    (b'{"ts": TS, "freq_hz": false}', "freq_hz"),
+    (b'{"ts": TS, "power_w": 1000000.1}', "power_w"),
+    (b'{"ts": TS, "power_w": -2e6}', "power_w"),
+    (b'{"ts": TS, "power_w": 1e999}', "power_w"),
+    (b'{"ts": TS, "power_w": -Infinity}', "Infinity"),
+    (b'{"ts": TS, "power_w": [1]}', "power_w"),
+    (b'[{"ts": TS, "power_w": 10}, {"ts": TS, "power_w": "10 W"}]', "power_w"),
+]
+
+
+def test_posted_power_or_frequency_out_of_range_or_of_the_wrong_kind_is_a_400_naming_it(
+    monitored: Monitored,
+) -> None:
+    token = monitored.register("home-1", kind="home-battery", hw="gen2")["home-1"]
+    headers = {"Authorization": f"TargetToken {token}", "Content-Type": "application/json"}
+    for body, field in BAD_POWER_OR_FREQUENCY:  # one server for them all
+        refused = httpx.post(
+            f"{monitored.url}/{monitored.tenant}/controller/v1/home-1/telemetry",
+            content=body.replace(b"TS", str(monitored.clock()).encode()),
+            headers=headers,
+        )
+        assert refused.status_code == 400, (body, refused.text)
+        error = refused.json()["error"]
+        assert field in error and "\n" not in error, (body, error)
+    assert monitored.history("home-1") == []  # nothing of it stored
 
 
 # --- restarts --------------------------------------------------------------------------------

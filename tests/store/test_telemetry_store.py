@@ -3,7 +3,10 @@ history, and the fleet status built from them."""
 
 from __future__ import annotations
 
-from sqlalchemy import func, select
+from pathlib import Path
+
+from alembic import command
+from sqlalchemy import func, insert, inspect, select
 
 from skyfleet.rollout import GroupSpec
 from skyfleet.store import (
@@ -15,6 +18,7 @@ from skyfleet.store import (
     get_device,
     ingest_telemetry,
     latest_telemetry,
+    open_store,
     operate,
     prune_telemetry,
     register_devices,
@@ -23,7 +27,8 @@ from skyfleet.store import (
     telemetry_history,
     write_blob,
 )
-from skyfleet.store._schema import telemetry
+from skyfleet.store._engine import _alembic_config
+from skyfleet.store._schema import device_state, telemetry
 from skyfleet.telemetry import Telemetry
 
 T0 = 1_767_225_600.0  # 2026-01-01T00:00:00Z
@@ -59,7 +64,7 @@ def test_a_batch_stores_history_latest_state_and_last_seen(db: Store) -> None:
         T0 + 60,
         ("car-1", Telemetry(T0 + 10, 47.6, -122.3, "satellite", 41.0, 80.0, "2025.1", "driving")),
         ("car-1", Telemetry(T0 + 20, 47.7, -122.4, "cellular", 62.0, 79.0, "2025.1", "parked")),
-        ("car-2", Telemetry(T0 + 15, link="wired")),
+        ("car-2", Telemetry(T0 + 15, link="wired", freq_hz=49.98, power_w=-3300.0)),
     )
     assert (result.stored, result.duplicate, result.stale, result.unknown_device) == (3, 0, 0, 0)
     with db.begin() as conn:
@@ -77,8 +82,37 @@ def test_a_batch_stores_history_latest_state_and_last_seen(db: Store) -> None:
         "soc_pct": 79.0,
         "version": "2025.1",
         "state": "parked",
+        "freq_hz": None,  # not reported: null, not left out
+        "power_w": None,
     }
+    assert (latest["car-2"]["freq_hz"], latest["car-2"]["power_w"]) == (49.98, -3300.0)
     assert [s["ts"] for s in history] == [T0 + 20, T0 + 10]  # newest first
+
+
+def test_power_and_frequency_go_to_the_history_and_the_latest_state_sample_by_sample(
+    db: Store,
+) -> None:
+    _register(db, "home-1", kind="home-battery", hw="gen2")
+    _ingest(
+        db,
+        T0 + 60,
+        ("home-1", Telemetry(T0 + 10, soc_pct=70.0, freq_hz=50.0, power_w=2400.0)),  # discharging
+        ("home-1", Telemetry(T0 + 20, soc_pct=71.0, freq_hz=50.2, power_w=-5000.0)),  # charging
+        ("home-1", Telemetry(T0 + 30, soc_pct=71.0)),  # a sample without them
+    )
+    with db.begin() as conn:
+        history = telemetry_history(conn, "home-1")
+        latest = latest_telemetry(conn, ["home-1"])["home-1"]
+    assert [(s["freq_hz"], s["power_w"]) for s in history] == [
+        (None, None),
+        (50.2, -5000.0),
+        (50.0, 2400.0),
+    ]
+    assert (latest["ts"], latest["freq_hz"], latest["power_w"]) == (T0 + 30, None, None)
+    _ingest(db, T0 + 70, ("home-1", Telemetry(T0 + 40, freq_hz=0.0, power_w=-1e6)))
+    with db.begin() as conn:
+        latest = latest_telemetry(conn, ["home-1"])["home-1"]
+    assert (latest["freq_hz"], latest["power_w"]) == (0.0, -1e6)  # zero is a value, not null
 
 
 def test_last_seen_is_the_device_time_of_the_newest_sample_never_later_than_now_never_back(
@@ -197,3 +231,78 @@ def test_fleet_status_counts_devices_by_state_kind_link_version_and_rollout_acti
         later = fleet_status(conn, T0 + 5000, silent_after_s=600)
     assert later["by_state"] == {"online": 0, "silent": 3, "never_seen": 1}
     assert [d["id"] for d in later["silent"]] == ["car-1", "car-2", "car-3"]  # longest first
+
+
+# --- migration 0006: bus frequency and power -----------------------------------------------------
+
+
+def _at_0005_with_samples(database_url: str, folder: Path) -> None:
+    """A database made by skyfleet at revision 0005, two devices with telemetry in it."""
+    old = open_store(database_url, artifacts_dir=folder, migrate=False)
+    try:
+        old.migrate("0005")
+        assert old.revision() == "0005"
+        _register(old, "car-1", "home-1")
+        sample = {"received_at": T0 + 60, "link": "satellite", "rtt_ms": 41.0, "soc_pct": 80.0}
+        with old.begin() as conn:
+            conn.execute(
+                insert(telemetry),
+                [
+                    {"device_id": d, "ts": T0 + k, **sample}
+                    for d in ("car-1", "home-1")
+                    for k in (10, 20)
+                ],
+            )
+            for d in ("car-1", "home-1"):
+                conn.execute(insert(device_state).values(device_id=d, ts=T0 + 20, **sample))
+    finally:
+        old.close()
+
+
+def test_a_database_at_0005_keeps_its_samples_when_migrated_and_then_takes_power(
+    database_url: str, tmp_path: Path
+) -> None:
+    _at_0005_with_samples(database_url, tmp_path / "a")
+    db = open_store(database_url, artifacts_dir=tmp_path / "a")  # migrates to head
+    try:
+        assert db.revision() == db.head() == "0006"
+        with db.begin() as conn:
+            history = telemetry_history(conn, "home-1")
+            latest = latest_telemetry(conn, ["car-1", "home-1"])
+        assert [(s["ts"], s["rtt_ms"], s["soc_pct"]) for s in history] == [
+            (T0 + 20, 41.0, 80.0),
+            (T0 + 10, 41.0, 80.0),
+        ]
+        assert all(s["freq_hz"] is None and s["power_w"] is None for s in history)
+        assert {d: (s["link"], s["freq_hz"], s["power_w"]) for d, s in latest.items()} == {
+            "car-1": ("satellite", None, None),
+            "home-1": ("satellite", None, None),
+        }
+        result = _ingest(db, T0 + 90, ("home-1", Telemetry(T0 + 30, freq_hz=50.0, power_w=-7.5e3)))
+        assert result.stored == 1
+        with db.begin() as conn:
+            latest = latest_telemetry(conn, ["home-1"])
+        assert (latest["home-1"]["freq_hz"], latest["home-1"]["power_w"]) == (50.0, -7500.0)
+    finally:
+        db.close()
+
+
+def test_downgrading_0006_drops_only_the_two_columns_and_keeps_the_samples(
+    database_url: str, tmp_path: Path
+) -> None:
+    _at_0005_with_samples(database_url, tmp_path / "a")
+    db = open_store(database_url, artifacts_dir=tmp_path / "a")
+    try:
+        with db.engine.begin() as connection:
+            command.downgrade(_alembic_config(connection), "0005")
+        assert db.revision() == "0005"
+        with db.engine.connect() as conn:
+            for table in ("telemetry", "device_state"):
+                names = {c["name"] for c in inspect(conn).get_columns(table)}
+                assert {"soc_pct", "state"} <= names and not {"freq_hz", "power_w"} & names
+            count = conn.exec_driver_sql("SELECT count(*) FROM telemetry").scalar_one()
+        assert count == 4
+        db.migrate()  # and up again
+        assert db.revision() == "0006"
+    finally:
+        db.close()

@@ -31,23 +31,40 @@ FULL = {
     "soc_pct": 80,
     "version": "2025.44.25.5",
     "state": "driving",
+    "freq_hz": 50.02,
+    "power_w": -3300,
 }
 
 
 def test_a_full_sample_reads_back_as_sent() -> None:
     sample = parse_sample(FULL, now_s=NOW)
     assert sample == Telemetry(
-        NOW - 5, -33.86, 151.21, "satellite", 41.5, 80.0, "2025.44.25.5", "driving"
+        NOW - 5, -33.86, 151.21, "satellite", 41.5, 80.0, "2025.44.25.5", "driving", 50.02, -3300.0
     )
-    assert sample.to_json() == {**FULL, "soc_pct": 80.0}
+    assert sample.to_json() == {**FULL, "soc_pct": 80.0, "power_w": -3300.0}
     assert parse_payload(json.dumps(sample.to_json()), now_s=NOW) == [sample]
 
 
 def test_only_ts_is_required_and_nulls_mean_not_reported() -> None:
-    sample = parse_sample({"ts": NOW, "link": None, "rtt_ms": None}, now_s=NOW)
+    body = {"ts": NOW, "link": None, "rtt_ms": None, "freq_hz": None, "power_w": None}
+    sample = parse_sample(body, now_s=NOW)
     assert sample == Telemetry(NOW)
+    assert sample.to_json() == {"ts": NOW}
     with pytest.raises(DeviceError, match="needs ts"):
         parse_sample({"link": "wired"}, now_s=NOW)
+
+
+def test_a_sample_made_with_the_first_eight_fields_positionally_reports_no_power() -> None:
+    sample = Telemetry(NOW, 1.0, 2.0, "wired", 5.0, 60.0, "2025.1", "parked")
+    assert (sample.state, sample.freq_hz, sample.power_w) == ("parked", None, None)
+    assert "power_w" not in sample.to_json() and "freq_hz" not in sample.to_json()
+
+
+def test_power_is_signed_positive_discharging_negative_charging() -> None:
+    discharging = parse_sample({"ts": NOW, "power_w": 2400.5}, now_s=NOW)
+    charging = parse_sample({"ts": NOW, "power_w": -7000}, now_s=NOW)
+    assert (discharging.power_w, charging.power_w) == (2400.5, -7000.0)
+    assert type(charging.power_w) is float  # an int in JSON is stored as a float
 
 
 def test_fields_the_server_does_not_know_are_ignored() -> None:
@@ -64,6 +81,10 @@ def test_fields_the_server_does_not_know_are_ignored() -> None:
         ("soc_pct", -0.1),
         ("soc_pct", 100.01),
         ("rtt_ms", -1),
+        ("freq_hz", -0.01),
+        ("freq_hz", 100.001),
+        ("power_w", 1_000_000.5),
+        ("power_w", -1_000_001),
         ("ts", MIN_TS - 1),  # a clock that was never set
         ("ts", NOW + MAX_FUTURE_S + 1),  # would hold the latest state until then
     ],
@@ -83,6 +104,11 @@ def test_values_out_of_range_are_refused(field: str, value: float) -> None:
         ("soc_pct", 0),
         ("soc_pct", 100),
         ("rtt_ms", 0),
+        ("freq_hz", 0),
+        ("freq_hz", 100),
+        ("power_w", 1_000_000),
+        ("power_w", -1_000_000),
+        ("power_w", 0),
         ("ts", NOW + MAX_FUTURE_S),
         ("ts", MIN_TS),
     ],
@@ -99,11 +125,18 @@ def test_values_on_the_edge_of_their_range_are_taken(field: str, value: float) -
         '{"ts": 1767225600, "soc_pct": -Infinity}',
         '{"ts": 1767225600, "rtt_ms": 1e999}',  # parses as inf
         '{"ts": 1767225600, "rtt_ms": ' + "9" * 400 + "}",  # an int no float can hold
+        '{"ts": 1767225600, "freq_hz": NaN}',
+        '{"ts": 1767225600, "freq_hz": 1e999}',
+        '{"ts": 1767225600, "power_w": Infinity}',
+        '{"ts": 1767225600, "power_w": -Infinity}',
+        '{"ts": 1767225600, "power_w": -1e999}',
+        '{"ts": 1767225600, "power_w": ' + "9" * 400 + "}",
     ],
 )
 def test_numbers_must_be_finite(text: str) -> None:
-    with pytest.raises(DeviceError):
+    with pytest.raises(DeviceError) as refused:
         parse_payload(text, now_s=NOW)
+    assert "\n" not in str(refused.value)  # one line
 
 
 @pytest.mark.parametrize(
@@ -111,6 +144,11 @@ def test_numbers_must_be_finite(text: str) -> None:
     [
         ({**FULL, "soc_pct": True}, "soc_pct must be a number"),  # a bool is not a number
         ({**FULL, "rtt_ms": "41.5"}, "rtt_ms must be a number"),
+        ({**FULL, "freq_hz": True}, "freq_hz must be a number, not bool"),
+        ({**FULL, "freq_hz": "50 Hz"}, "freq_hz must be a number, not str"),
+        ({**FULL, "power_w": "-3.3kW"}, "power_w must be a number, not str"),
+        ({**FULL, "power_w": [2400]}, "power_w must be a number, not list"),
+        ({**FULL, "power_w": {"w": 1}}, "power_w must be a number, not dict"),
         ({**FULL, "link": "wifi"}, "link 'wifi' is unknown"),
         ({**FULL, "link": 3}, "link must be a string"),
         ({**FULL, "version": "1.0 beta"}, "version"),
@@ -123,8 +161,9 @@ def test_numbers_must_be_finite(text: str) -> None:
 def test_fields_of_the_wrong_kind_are_refused_saying_which(
     body: dict[str, object], match: str
 ) -> None:
-    with pytest.raises(DeviceError, match=match):
+    with pytest.raises(DeviceError, match=match) as refused:
         parse_sample(body, now_s=NOW)
+    assert "\n" not in str(refused.value)  # one line
 
 
 @pytest.mark.parametrize(

@@ -132,7 +132,8 @@ def telemetry(
     token: _Token = None,
     as_json: _Json = False,
 ) -> None:
-    """A device's telemetry, newest first: time, link, RTT, state of charge, position.
+    """A device's telemetry, newest first: time, link, RTT, state of charge, position, and the
+    power (W, + = discharging) and bus frequency (Hz) of devices that report them.
 
     Example: skyfleet fleet telemetry car-1 --limit 60 --json
     """
@@ -147,15 +148,30 @@ def telemetry(
     table = Table(
         title=f"{device_id}: {len(history)} samples, newest first{version}", title_justify="left"
     )
-    for col in ("device time (UTC)", "link", "RTT ms", "SoC %", "lat,lon", "state"):
-        table.add_column(col, justify="right" if col in ("RTT ms", "SoC %") else "left")
+    # power and frequency: home devices report them, vehicles do not (no empty columns for them)
+    power = any(s.get("power_w") is not None for s in history)
+    freq = any(s.get("freq_hz") is not None for s in history)
+    numeric = {"RTT ms", "SoC %", "power W", "freq Hz"}
+    columns = ["device time (UTC)", "link", "RTT ms", "SoC %"]
+    if power:
+        columns.append("power W")
+    if freq:
+        columns.append("freq Hz")
+    columns += ["lat,lon", "state"]
+    for col in columns:
+        table.add_column(col, justify="right" if col in numeric else "left")
     for s in history:
-        table.add_row(
+        row = [
             datetime.fromtimestamp(round(s["ts"]), UTC).strftime("%Y-%m-%d %H:%M:%S"),
             s["link"] or "-",
             "-" if s["rtt_ms"] is None else f"{s['rtt_ms']:.1f}",
             "-" if s["soc_pct"] is None else f"{s['soc_pct']:.0f}",
-            "-" if s["lat_deg"] is None else f"{s['lat_deg']:.3f},{s['lon_deg']:.3f}",
-            s["state"] or "-",
-        )
+        ]
+        if power:
+            row.append("-" if s.get("power_w") is None else f"{s['power_w']:.0f}")
+        if freq:
+            row.append("-" if s.get("freq_hz") is None else f"{s['freq_hz']:.2f}")
+        row.append("-" if s["lat_deg"] is None else f"{s['lat_deg']:.3f},{s['lon_deg']:.3f}")
+        row.append(s["state"] or "-")
+        table.add_row(*row)
     out.print(table)

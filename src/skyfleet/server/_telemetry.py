@@ -89,6 +89,15 @@ class TelemetrySample(BaseModel):
     soc_pct: float | None = Field(default=None, ge=0, le=100, description="State of charge")
     version: str | None = Field(default=None, description="The software version installed")
     state: str | None = Field(default=None, max_length=64, description="Free text")
+    freq_hz: float | None = Field(
+        default=None, ge=0, le=100, description="Bus frequency the device measures, Hz"
+    )
+    power_w: float | None = Field(
+        default=None,
+        ge=-1e6,
+        le=1e6,
+        description="The device's power, W: positive = discharging into the house/bus",
+    )
 
 
 class TelemetryAnswer(BaseModel):
@@ -171,7 +180,8 @@ def device_telemetry(
     device_id: str,
     limit: Annotated[int, Query(ge=1, le=10_000)] = 100,
 ) -> dict[str, Any]:
-    """The latest sample (null before the first) and the history, newest first."""
+    """The latest sample (null before the first) and the history, newest first; each sample
+    has ``received_at`` and every field a device may report (null: not reported)."""
     with runtime(request).store.read() as conn:
         history = store.telemetry_history(conn, device_id, limit=limit)
         latest = store.latest_telemetry(conn, [device_id]).get(device_id)

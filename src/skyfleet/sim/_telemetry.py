@@ -41,7 +41,8 @@ def simulated_sample(
     Each device has a home somewhere between 60°S and 60°N, drives a 20 km circle around it
     once an hour, is on satellite (70 %), cellular (25 %) or wired (5 %) by its id, with an RTT
     typical of that link (about 40, 60 or 15 ms, ±20 %), and a battery that goes between 20 and
-    100 % over a day.
+    100 % over a day. It reports no bus frequency or power (``freq_hz``, ``power_w`` None): a
+    vehicle on the road has no bus to measure; home devices send their own samples.
 
     >>> a = simulated_sample("car-1", 1767225600.0)
     >>> a == simulated_sample("car-1", 1767225600.0), a.link in ("satellite", "cellular", "wired")

@@ -211,6 +211,8 @@ device_state = Table(
     Column("soc_pct", Float),
     Column("version", String(128)),
     Column("state", String(64)),
+    Column("freq_hz", Float),
+    Column("power_w", Float),
 )
 
 #: Telemetry history: the newest samples of each device (``ServerConfig.telemetry_history``),
@@ -229,6 +231,8 @@ telemetry = Table(
     Column("soc_pct", Float),
     Column("version", String(128)),
     Column("state", String(64)),
+    Column("freq_hz", Float),
+    Column("power_w", Float),
     UniqueConstraint("device_id", "ts"),
 )
 

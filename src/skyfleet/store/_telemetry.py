@@ -18,6 +18,7 @@ import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from operator import attrgetter
 from typing import Any
 
 from sqlalchemy import (
@@ -42,7 +43,7 @@ from skyfleet.store._schema import (
     telemetry,
     telemetry_counters,
 )
-from skyfleet.telemetry import Telemetry
+from skyfleet.telemetry import FIELDS, Telemetry
 
 __all__ = [
     "TELEMETRY_COUNTERS",
@@ -67,7 +68,8 @@ TELEMETRY_COUNTERS = (
     "invalid_messages",
 )
 
-_FIELDS = ("ts", "lat_deg", "lon_deg", "link", "rtt_ms", "soc_pct", "version", "state")
+_FIELDS = ("ts", *FIELDS)  # a column each, in device_state and telemetry
+_VALUES = attrgetter(*_FIELDS)  # a sample's values in that order, as a tuple
 #: Rollout statuses whose actions count in the fleet status (not finished or cancelled).
 _ACTIVE = sorted(
     s.value for s in (RolloutStatus.RUNNING, RolloutStatus.WAITING, RolloutStatus.HALTED)
@@ -187,8 +189,7 @@ def ingest_telemetry(
         if device_id not in latest:
             unknown += 1
             continue
-        row: _Row = (device_id, now_s, s.ts, s.lat_deg, s.lon_deg, s.link, s.rtt_ms, s.soc_pct)
-        row += (s.version, s.state)
+        row: _Row = (device_id, now_s, *_VALUES(s))
         rows.append(row)
         per_device[device_id] = per_device.get(device_id, 0) + 1
         if s.ts > heard.get(device_id, -math.inf):

@@ -12,6 +12,7 @@ from skyfleet.errors import DeviceError
 from skyfleet.rollout import is_valid_version
 
 __all__ = [
+    "FIELDS",
     "LINKS",
     "MAX_FUTURE_S",
     "MAX_SAMPLES",
@@ -32,7 +33,23 @@ MAX_FUTURE_S = 300.0
 #: At most this many samples in one message (a device sending what it kept during an outage).
 MAX_SAMPLES = 1000
 _MAX_STATE_CHARS = 64
-_FIELDS = ("lat_deg", "lon_deg", "link", "rtt_ms", "soc_pct", "version", "state")
+#: The fields of a sample besides ``ts``, in :class:`Telemetry`'s order: what a payload may hold,
+#: what the store keeps (one column each) and what the API answers.
+FIELDS = (
+    "lat_deg",
+    "lon_deg",
+    "link",
+    "rtt_ms",
+    "soc_pct",
+    "version",
+    "state",
+    "freq_hz",
+    "power_w",
+)
+#: Bus frequency (Hz) and device power (W) a sample may report: wider than any grid or island
+#: runs at, so that a device in trouble can still say so, and no wider.
+_MAX_FREQ_HZ = 100.0
+_MAX_POWER_W = 1e6
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,7 +60,10 @@ class Telemetry:
     position, degrees, north and east positive (both or neither). ``link``: one of
     :data:`LINKS`. ``rtt_ms``: round-trip time to the cloud, milliseconds. ``soc_pct``: state of
     charge, percent. ``version``: the software version installed. ``state``: free text the
-    device chooses (``driving``, ``charging``...), at most 64 characters. None: not reported.
+    device chooses (``driving``, ``charging``...), at most 64 characters. ``freq_hz``: the
+    frequency of the bus (or house) the device measures, hertz, 0-100. ``power_w``: the device's
+    own power, watts, positive = discharging into the house or bus, negative = charging; at most
+    1 MW either way. None: not reported.
     """
 
     ts: float
@@ -54,6 +74,8 @@ class Telemetry:
     soc_pct: float | None = None
     version: str | None = None
     state: str | None = None
+    freq_hz: float | None = None
+    power_w: float | None = None
 
     def to_json(self) -> dict[str, Any]:
         """The sample as a payload: ``ts`` and the fields reported.
@@ -62,7 +84,7 @@ class Telemetry:
         {'ts': 1767225600.0, 'link': 'satellite', 'rtt_ms': 41.5}
         """
         body: dict[str, Any] = {"ts": self.ts}
-        for name in _FIELDS:
+        for name in FIELDS:
             value = getattr(self, name)
             if value is not None:
                 body[name] = value
@@ -96,12 +118,16 @@ def parse_sample(body: Any, *, now_s: float) -> Telemetry:
 
     ``ts`` is required, from 2000-01-01 to at most :data:`MAX_FUTURE_S` after ``now_s`` (the
     server's time, UNIX seconds); every other field may be left out or null. Numbers must be
-    finite and in range: latitude ±90, longitude ±180, state of charge 0-100 %, RTT >= 0 ms.
+    finite and in range: latitude ±90, longitude ±180, state of charge 0-100 %, RTT >= 0 ms,
+    bus frequency 0-100 Hz, power ±1e6 W (positive = discharging into the bus).
     Fields the server does not know are ignored, so that newer devices keep reporting to older
     servers.
 
     >>> parse_sample({"ts": 1767225600, "soc_pct": 80, "link": "wired"}, now_s=1767225600.0)
-    Telemetry(ts=1767225600.0, lat_deg=None, lon_deg=None, link='wired', rtt_ms=None, soc_pct=80.0, version=None, state=None)
+    Telemetry(ts=1767225600.0, lat_deg=None, lon_deg=None, link='wired', rtt_ms=None, soc_pct=80.0, version=None, state=None, freq_hz=None, power_w=None)
+    >>> home = {"ts": 1767225600, "soc_pct": 64.5, "freq_hz": 50.02, "power_w": -3300}
+    >>> parse_sample(home, now_s=1767225600.0).power_w  # charging at 3.3 kW
+    -3300.0
     >>> parse_sample({"ts": 1767225600, "soc_pct": 101}, now_s=1767225600.0)
     Traceback (most recent call last):
     ...
@@ -138,6 +164,8 @@ def parse_sample(body: Any, *, now_s: float) -> Telemetry:
         _number(body, "soc_pct", 0.0, 100.0),
         version,
         state,
+        freq_hz=_number(body, "freq_hz", 0.0, _MAX_FREQ_HZ),
+        power_w=_number(body, "power_w", -_MAX_POWER_W, _MAX_POWER_W),
     )
 
 
