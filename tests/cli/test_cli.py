@@ -324,15 +324,6 @@ def test_places_lists_regions_to_choose_from(capsys: pytest.CaptureFixture[str])
     assert "azure:westus2" in {r["id"] for r in json.loads(out)}
 
 
-def test_demo_reports_every_site(capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, err = run(["demo", "--duration", "5m", "--json"], capsys)
-    assert code == 0, err
-    report = json.loads(out)
-    assert len(report["links"]) == 5
-    for link in report["links"]:
-        assert link["isl"]["rtt_ms"]["median"] is not None
-
-
 def test_output_inside_a_file_is_refused_before_any_work(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -345,8 +336,8 @@ def test_output_inside_a_file_is_refused_before_any_work(
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["demo", "--duration", "0"], "duration must be greater than zero"),
-        (["demo", "--duration", "x"], "cannot read duration"),
+        (["demo", "--headless", "--duration", "0"], "must be above 0"),
+        (["demo", "--duration", "x"], "Invalid value for '--duration'"),
         (["places", "cities", "--top", "-1"], "must be 0 or more"),
         (["constellation", "show", "starlink-s1", "--bogus"], "No such option"),
     ],
