@@ -43,9 +43,12 @@ def _unavailable(message: str) -> None:
     pytest.skip(message)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    """Headless chromium, launched once per test session."""
+    """Headless chromium for one test module. Playwright's sync API runs an event loop on the
+    thread that started it until it stops, so it must stop before the next module starts its
+    own, and before any later test calls ``asyncio.run``: hence one per module, not a session's.
+    """
     try:
         from playwright.sync_api import Error, sync_playwright
     except ImportError:
@@ -58,9 +61,11 @@ def browser() -> Iterator[Any]:
     except Error as exc:
         runner.stop()
         _unavailable(f"chromium at {CHROMIUM} did not start ({str(exc).splitlines()[0]})")
-    yield launched
-    launched.close()
-    runner.stop()
+    try:
+        yield launched
+    finally:
+        launched.close()
+        runner.stop()
 
 
 @dataclass
@@ -105,3 +110,14 @@ def open_tab(browser: Any, *, width: int = 1400, height: int = 1600) -> Tab:
     page.on("pageerror", lambda exc: tab.problems.append(f"page error: {exc}"))
     context.route(re.compile(r"^(https?|wss?)://"), guard)
     return tab
+
+
+def load_page(tab: Tab, url: str, token: str, *, timeout_ms: float = 30_000) -> Any:
+    """Open the dashboard at ``url`` with ``token`` in the fragment and wait until it has drawn
+    its first state; the document's response."""
+    response = tab.page.goto(f"{url}/dashboard/#token={token}")
+    tab.page.wait_for_function(
+        "() => window.skyfleet && window.skyfleet.ready && window.skyfleet.state",
+        timeout=timeout_ms,
+    )
+    return response

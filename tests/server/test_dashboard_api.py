@@ -82,6 +82,7 @@ def test_state_has_each_devices_position_link_and_update_state(api: httpx.Client
                 "lat_deg": "-22.31",
                 "lon_deg": "118.35",
                 "region": "aws:ap-southeast-2",
+                "name": "Pilbara mine",
             },
         },
     )
@@ -112,7 +113,7 @@ def test_state_has_each_devices_position_link_and_update_state(api: httpx.Client
     other = {name: devices[name][devices["id"].index("car-b")] for name in devices}
     assert (other["home"], other["update"], other["lat_deg"]) == ("home-7", "none", None)
     assert [r["id"] for r in body["rollouts"]] == [rid]
-    assert [s["id"] for s in body["sites"]] == ["mine"]
+    assert [(s["id"], s["name"]) for s in body["sites"]] == [("mine", "Pilbara mine")]
     assert "link" in body["sites"][0]
     assert body["audit"] and body["audit"][0]["id"] > body["audit"][-1]["id"]
     assert body["fleet"]["online"] >= 1
@@ -142,7 +143,7 @@ def test_events_stream_state_and_end_when_the_token_is_revoked(api: httpx.Client
     viewer = {"Authorization": f"Bearer {made.json()['token']}"}
     with httpx.Client(base_url=str(api.base_url), headers=viewer, timeout=10.0) as client:
         received = []
-        for event, state in _events(client, interval_s=0.5):
+        for event, state in _events(client, interval_s=1.0):
             received.append((event, state["now_s"]))
             if len(received) == 2:
                 assert api.delete("/api/v1/tokens/wall").status_code in (200, 204)
@@ -157,8 +158,41 @@ def test_simulated_clock_shows_in_now_and_rate(db: Store) -> None:
     config = ServerConfig(sim_start_s=start, sim_wall_s=time.time(), sim_rate=720.0)
     with LiveServer(create_app(config, db=db)) as live:
         body = httpx.get(f"{live.url}/api/v1/dashboard/map", headers=ADMIN).json()
-    assert body["time_rate"] == 720.0
+        first = httpx.get(f"{live.url}/api/v1/dashboard/state", headers=ADMIN).json()
+        time.sleep(0.3)
+        second = httpx.get(f"{live.url}/api/v1/dashboard/state", headers=ADMIN).json()
+    assert body["time_rate"] == first["time_rate"] == 720.0
     assert start <= body["now_s"] < start + 720.0 * 60  # within a wall minute of the start
+    # Each answer carries the time it was sent, even when one build serves both: 0.3 s of
+    # wall clock is 216 s of the demo's.
+    assert second["now_s"] - first["now_s"] >= 0.3 * 720.0
+
+
+def test_state_says_which_operations_each_rollout_allows(api: httpx.Client) -> None:
+    register_cars(api, {"id": "car-a", "hw": "hw3", "tags": ["eap"]})
+    release(api, "2025.44.25.5", ["hw3"])
+    rid = rollout(api, "2025.44.25.5", ["tag:eap"])
+
+    def operations() -> list[str]:
+        (view,) = api.get("/api/v1/dashboard/state").json()["rollouts"]
+        assert view["id"] == rid
+        return view["operations"]
+
+    assert operations() == ["halt", "cancel", "rollback"]
+    assert api.post(f"/api/v1/rollouts/{rid}/halt").status_code == 200
+    time.sleep(1.1)  # one build of the state serves a second
+    assert operations() == ["resume", "cancel", "rollback"]
+
+
+def test_page_files_are_served_with_a_strict_content_security_policy(server: LiveServer) -> None:
+    page = httpx.get(f"{server.url}/dashboard/")
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    policy = page.headers["content-security-policy"]
+    assert "script-src 'self'" in policy and "connect-src 'self'" in policy
+    assert "unsafe-inline" not in policy
+    script = httpx.get(f"{server.url}/dashboard/dashboard.js")
+    assert script.status_code == 200 and script.headers["x-content-type-options"] == "nosniff"
+    assert httpx.get(f"{server.url}/dashboard/nothing-here.js").status_code == 404
 
 
 def test_root_and_bare_dashboard_redirect_to_the_page(server: LiveServer) -> None:

@@ -12,7 +12,7 @@ scalar or an array; positions are Earth-fixed (ECEF) km with shape ``(3, N)`` or
 
 from __future__ import annotations
 
-from skyfleet.orbits._constants import C_KM_S, J2, MU_KM3_S2, R_EARTH_KM
+from skyfleet.orbits._constants import C_KM_S, J2, MU_KM3_S2, OMEGA_EARTH_RAD_S, R_EARTH_KM
 from skyfleet.orbits._constellation import (
     Constellation,
     WalkerConstellation,
@@ -28,6 +28,7 @@ __all__ = [
     "C_KM_S",
     "J2",
     "MU_KM3_S2",
+    "OMEGA_EARTH_RAD_S",
     "R_EARTH_KM",
     "Constellation",
     "TleConstellation",

@@ -26,6 +26,7 @@ __all__ = [
     "ReleaseRules",
     "RolloutStatus",
     "Step",
+    "allowed_operations",
     "check_operation",
     "is_compatible",
     "plan_step",
@@ -64,6 +65,15 @@ _ALLOWED = {
         RolloutStatus.CANCELLED,
     },
 }
+
+
+def allowed_operations(status: RolloutStatus | str) -> list[str]:
+    """The operations a rollout in ``status`` accepts, in a fixed order.
+
+    >>> allowed_operations("waiting")
+    ['halt', 'resume', 'cancel', 'rollback']
+    """
+    return [op for op, statuses in _ALLOWED.items() if RolloutStatus(status) in statuses]
 
 
 def check_operation(status: RolloutStatus, operation: str) -> None:

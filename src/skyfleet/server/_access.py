@@ -15,10 +15,10 @@ from skyfleet import store
 from skyfleet.errors import ForbiddenError, OperatorAuthError
 from skyfleet.server._runtime import Runtime
 
-__all__ = ["Admin", "Op", "Viewer", "check_operator"]
+__all__ = ["BEARER", "Admin", "Op", "Viewer", "check_operator"]
 
 
-_BEARER = HTTPBearer(
+BEARER = HTTPBearer(
     auto_error=False,
     scheme_name="operator token",
     description="An operator token: 'skyfleet token create NAME --role viewer|operator|admin'.",
@@ -48,7 +48,7 @@ def check_operator(rt: Runtime, token: str | None, role: str) -> store.Operator:
 def _requires(role: str) -> object:
     def dependency(
         request: Request,
-        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_BEARER)],
+        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(BEARER)],
     ) -> store.Operator:
         rt: Runtime = request.app.state.runtime
         return check_operator(rt, credentials.credentials if credentials else None, role)

@@ -106,6 +106,11 @@ class ServerConfig:
     sim_wall_s: float = 0.0
     sim_rate: float = 1.0
 
+    @property
+    def time_rate(self) -> float:
+        """Seconds of the server's clock per wall-clock second (1 unless simulated)."""
+        return 1.0 if self.sim_start_s is None else self.sim_rate
+
     def clock(self) -> Callable[[], float]:
         """The server's clock, UNIX seconds: the wall clock, or the simulated one.
 

@@ -34,12 +34,13 @@ from skyfleet.server._access import Viewer
 from skyfleet.server._errors import error_responses
 from skyfleet.server._runtime import Runtime
 
-__all__ = ["router"]
+__all__ = ["cached_estimates", "load_sites", "router"]
 
 router = APIRouter(prefix="/api/v1", tags=["sites"])
 
 ESTIMATE_WINDOW_S = 600.0
 ESTIMATE_TTL_S = 60.0
+MIN_ESTIMATE_WALL_S = 5.0
 MAX_SITES = 10_000
 MAX_SERIES_STEPS = 2_880  # a day at 30 s: a few seconds of work on one request thread
 MAX_START_S = 4_102_444_800.0  # 2100-01-01
@@ -62,6 +63,7 @@ def _site_view(row: dict[str, Any]) -> dict[str, Any]:
         "last_seen": row["last_seen"],
         "lat_deg": None,
         "lon_deg": None,
+        "name": attrs.get("name") or row["id"],
         "region": attrs.get("region"),
         "constellation": attrs.get("constellation") or "starlink-gen1",
     }
@@ -100,11 +102,15 @@ def _estimate(views: list[dict[str, Any]], now_s: float) -> None:
             v["link"] = {k: est[k] for k in ("fiber_rtt_ms", "internet_rtt_ms", *SITE_MODES)}
 
 
-def _cached_estimates(request: Request, views: list[dict[str, Any]], now_s: float) -> None:
+def cached_estimates(request: Request, views: list[dict[str, Any]], now_s: float) -> None:
     """Fill the views from the estimates of this minute, computing them at most once: the lock
     is held while computing, so requests that arrive meanwhile wait and then read the cache."""
+    # A minute of the server's time, and at least 5 s of the wall clock's: on a simulated clock
+    # (the demo's runs 720 times faster) a minute would pass between two dashboard refreshes.
+    rt: Runtime = request.app.state.runtime
+    ttl_s = max(ESTIMATE_TTL_S, MIN_ESTIMATE_WALL_S * rt.config.time_rate)
     key = (
-        math.floor(now_s / ESTIMATE_TTL_S),
+        math.floor(now_s / ttl_s),
         tuple(
             (v["id"], v["lat_deg"], v["lon_deg"], v["region"], v["constellation"]) for v in views
         ),
@@ -113,14 +119,14 @@ def _cached_estimates(request: Request, views: list[dict[str, Any]], now_s: floa
         cached = getattr(request.app.state, "site_estimates", None)
         if cached is None or cached[0] != key:
             computed = [dict(v) for v in views]
-            _estimate(computed, key[0] * ESTIMATE_TTL_S)
+            _estimate(computed, key[0] * ttl_s)
             cached = (key, computed)
             request.app.state.site_estimates = cached
     for view, done in zip(views, cached[1], strict=True):
         view.update(done)
 
 
-def _load_sites(rt: Runtime) -> tuple[int, list[dict[str, Any]]]:
+def load_sites(rt: Runtime) -> tuple[int, list[dict[str, Any]]]:
     with rt.store.read() as conn:
         total, rows = store.list_devices(conn, kind="site", limit=MAX_SITES)
     return total, [_site_view(r) for r in rows]
@@ -135,9 +141,9 @@ async def list_sites(
     link over the next ten minutes: per mode (``isl``, ``bent-pipe``) the RTT now and its
     median (ms, null without a path) and availability (%), with the fiber figures."""
     rt = _rt(request)
-    total, views = await run_in_threadpool(_load_sites, rt)
+    total, views = await run_in_threadpool(load_sites, rt)
     if estimate:
-        await run_in_threadpool(_cached_estimates, request, views, rt.clock())
+        await run_in_threadpool(cached_estimates, request, views, rt.clock())
     return {"total": total, "truncated": total > len(views), "sites": views}
 
 

@@ -4,11 +4,16 @@
 
 import { LINK_COLOURS, UPDATE_COLOURS, WorldMap, makeOrbits } from "./map.js";
 import { lineChart } from "./chart.js";
-import { FleetTable, Rollouts, drawHome, drawSiteChart, esc, renderAudit, utc } from "./panels.js";
+import { FleetTable, Rollouts, drawSiteChart, esc, renderAudit, utc } from "./panels.js";
+import { HomePanel } from "./powershare.js";
 
 const API = "/api/v1";
 const TOKEN_KEY = "skyfleet.token";
-const POLL_MS = 2000;
+const POLL_MS = 2000; // the server's event interval, and the polling interval (wall ms)
+const STALL_EVENTS = 3; // no state event for this many intervals: the stream has stalled
+const SLEW_S = 4; // a small clock difference is absorbed over this many wall seconds
+const STEP_WALL_S = 2; // behind by over this many wall seconds' worth of simulated time: step
+const RESET_WALL_S = 120; // ahead by over this many: a different clock (a restarted server)
 const $ = (id) => document.getElementById(id);
 
 const sf = (window.skyfleet = {
@@ -16,6 +21,10 @@ const sf = (window.skyfleet = {
   state: null, map: null, connection: "connecting", charts: { site: 0, home: 0 },
   /** Simulated UNIX time now, as the page keeps it. */
   simNow: () => clock.now(),
+  /** The page's clock: sync(now_s, rate) is what every server answer calls. */
+  clock: null, makeClock: null, streamProblem: "",
+  /** The site chart's fetched window [start_s, end_s] (simulated UNIX s) and its last "now" mark. */
+  siteWindow: null, siteMark: null, homeAuto: true,
   /** Earth-fixed satellite positions (x, y, z km, flat) at UNIX time t_s, as the map draws them. */
   satellitesAt: (t_s) => (orbits ? Array.from(orbits.ecef(t_s)) : []),
 });
@@ -27,6 +36,8 @@ function initialToken() {
   if (m) {
     const token = decodeURIComponent(m[1]);
     sessionStorage.setItem(TOKEN_KEY, token);
+    // Out of the address bar and the history: the token lives in sessionStorage from here on.
+    history.replaceState(history.state, "", location.pathname + location.search);
     return token;
   }
   return sessionStorage.getItem(TOKEN_KEY) || "";
@@ -56,14 +67,38 @@ async function api(path, options = {}) {
 
 // --- the simulated clock ---------------------------------------------------------------------------
 
-const clock = {
-  sim_s: NaN, wall_ms: 0, rate: 1,
-  anchor(now_s, rate) {
-    this.sim_s = now_s; this.wall_ms = performance.now();
-    if (Number.isFinite(rate) && rate > 0) this.rate = rate;
+// Simulated time runs at `rate` simulated seconds a wall second. The server stamps now_s when it
+// sends an answer; the page's clock follows it without ever going back: a small difference is
+// absorbed by running a little faster or slower for a few seconds (holding still when the page is
+// ahead), and only a difference over STEP_WALL_S wall seconds' worth of simulated time moves the
+// clock at once - forward. (A server that is behind by over RESET_WALL_S wall seconds' worth is
+// another clock - a restarted demo - and is taken as it is.) Piecewise: from (sim_s, wall_ms) at
+// `slew` sim s / wall s for slew_ms, then at `rate`. The tests make their own with makeClock.
+const makeClock = () => ({
+  sim_s: NaN, wall_ms: 0, rate: 1, slew: 1, slew_ms: 0, steps: 0,
+  now(at_ms = performance.now()) {
+    const el = Math.max(0, at_ms - this.wall_ms);
+    const slewed = Math.min(el, this.slew_ms);
+    return this.sim_s + (slewed * this.slew + (el - slewed) * this.rate) / 1000;
   },
-  now() { return this.sim_s + ((performance.now() - this.wall_ms) / 1000) * this.rate; },
-};
+  sync(now_s, rate) {
+    if (!Number.isFinite(now_s)) return;
+    const at = performance.now();
+    const mine = this.now(at); // before the rate changes: the clock goes on from where it is
+    if (Number.isFinite(rate) && rate > 0) this.rate = rate;
+    if (!Number.isFinite(mine)) { this.set(now_s, at); return; }
+    const drift = now_s - mine; // > 0: the page is behind
+    const unit = Math.max(1, this.rate);
+    if (drift > STEP_WALL_S * unit || drift < -RESET_WALL_S * unit) { this.set(now_s, at); this.steps++; return; }
+    const over_s = Math.max(SLEW_S, -drift / this.rate); // ahead by a lot: hold until it catches up
+    this.sim_s = mine; this.wall_ms = at;
+    this.slew = Math.max(0, this.rate + drift / over_s);
+    this.slew_ms = over_s * 1000;
+  },
+  set(now_s, at) { this.sim_s = now_s; this.wall_ms = at; this.slew = this.rate; this.slew_ms = 0; },
+});
+const clock = (sf.clock = makeClock());
+sf.makeClock = makeClock;
 
 // --- the map -------------------------------------------------------------------------------------
 
@@ -78,9 +113,12 @@ function legend() {
   const d = sf.state && sf.state.devices;
   const present = d ? new Set(colourMode === "update" ? d.update : d.link.map((v) => v ?? "unknown")) : new Set();
   const keys = Object.keys(colours).filter((k) => present.has(k) || (colourMode === "link" && k !== "unknown"));
-  $("legend").innerHTML = keys.map((k) => `<span><i style="background:${colours[k]}"></i>${esc(k)}</span>`).join("")
-    + '<span><i style="background:#e6ebf5"></i>satellite</span><span><i style="background:#81c784;border-radius:0;clip-path:polygon(50% 0,100% 100%,0 100%)"></i>gateway</span>'
-    + '<span><i style="background:#4dd0e1"></i>cloud region</span><span><i style="background:#fff;transform:rotate(45deg) scale(.8)"></i>site</span>';
+  // No inline style attributes (the page's Content-Security-Policy refuses them): the swatch
+  // colours are set through the DOM; the fixed markers' shapes are classes in dashboard.css.
+  $("legend").innerHTML = keys.map((k) => `<span><i data-colour="${esc(colours[k])}"></i>${esc(k)}</span>`).join("")
+    + '<span><i class="sat"></i>satellite</span><span><i class="gateway"></i>gateway</span>'
+    + '<span><i class="region"></i>cloud region</span><span><i class="site"></i>site</span>';
+  for (const i of $("legend").querySelectorAll("i[data-colour]")) i.style.background = i.dataset.colour;
 }
 
 for (const radio of document.querySelectorAll('input[name="colour"]')) {
@@ -124,7 +162,7 @@ const fleet = new FleetTable($("fleet").tBodies[0], $("f-count"), {
 
 function onState(state) {
   sf.state = state;
-  clock.anchor(state.now_s, state.time_rate);
+  clock.sync(state.now_s, state.time_rate);
   worldMap.overlayDirty = true;
   header();
   legend();
@@ -142,9 +180,10 @@ function header() {
   const s = sf.state;
   if (!s) return;
   const f = s.fleet || {};
-  const links = Object.entries(f.by_link || {}).map(([k, n]) => `${esc(k)} <b>${n.toLocaleString()}</b>`).join(" · ");
-  $("counts").innerHTML = `devices <b>${s.total.toLocaleString()}</b> · online <b>${(f.online ?? 0).toLocaleString()}</b>`
-    + ` · silent <b>${(f.silent ?? 0).toLocaleString()}</b>${links ? ` · ${links}` : ""} · satellites <b>${sf.drawnSatellites.toLocaleString()}</b>`;
+  const n = (v) => esc(Number(v ?? 0).toLocaleString());
+  const links = Object.entries(f.by_link || {}).map(([k, v]) => `${esc(k)} <b>${n(v)}</b>`).join(" · ");
+  $("counts").innerHTML = `devices <b>${n(s.total)}</b> · online <b>${n(f.online)}</b>`
+    + ` · silent <b>${n(f.silent)}</b>${links ? ` · ${links}` : ""} · satellites <b>${n(sf.drawnSatellites)}</b>`;
 }
 
 function connection(kind, text) {
@@ -163,39 +202,63 @@ async function refreshState() {
   try { onState(await api("/dashboard/state")); } catch { /* the stream or the poll will say */ }
 }
 
+/**
+ * Read the event stream until it ends or fails. A watchdog aborts it when no state event comes
+ * for STALL_EVENTS intervals (a server or proxy that keeps the connection open but sends
+ * nothing): the error then says "stalled", and the caller falls back to polling.
+ */
 async function stream(gen) {
-  streamAbort = new AbortController();
-  const response = await fetch(`${API}/dashboard/events`, {
-    headers: headers({ Accept: "text/event-stream" }), signal: streamAbort.signal, cache: "no-store",
-  });
-  if (!response.ok || !response.body) {
-    const error = new Error(`events: ${response.status}`);
-    error.status = response.status;
-    throw error;
-  }
-  connection("sse", "live");
-  const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
-  let buffer = "";
-  for (;;) {
-    const { value, done } = await reader.read();
-    if (done || gen !== generation) break;
-    buffer += value.replace(/\r\n?/g, "\n");
-    let cut;
-    while ((cut = buffer.indexOf("\n\n")) >= 0) {
-      const block = buffer.slice(0, cut);
-      buffer = buffer.slice(cut + 2);
-      let event = "message";
-      const data = [];
-      for (const line of block.split("\n")) {
-        if (!line || line.startsWith(":")) continue;
-        const colon = line.indexOf(":");
-        const field = colon < 0 ? line : line.slice(0, colon);
-        const val = colon < 0 ? "" : line.slice(colon + 1).replace(/^ /, "");
-        if (field === "event") event = val;
-        else if (field === "data") data.push(val);
-      }
-      if (event === "state" && data.length) onState(JSON.parse(data.join("\n")));
+  const abort = (streamAbort = new AbortController());
+  let stalled = false;
+  let timer = 0;
+  const watch = () => {
+    clearTimeout(timer);
+    timer = setTimeout(() => { stalled = true; abort.abort(); }, STALL_EVENTS * POLL_MS);
+  };
+  watch(); // also for the response's headers and the first event
+  try {
+    const response = await fetch(`${API}/dashboard/events`, {
+      headers: headers({ Accept: "text/event-stream" }), signal: abort.signal, cache: "no-store",
+    });
+    if (!response.ok || !response.body) {
+      const error = new Error(`events: ${response.status}`);
+      error.status = response.status;
+      throw error;
     }
+    const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+    let buffer = "";
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done || gen !== generation) break;
+      buffer += value.replace(/\r\n?/g, "\n");
+      let cut;
+      while ((cut = buffer.indexOf("\n\n")) >= 0) {
+        const block = buffer.slice(0, cut);
+        buffer = buffer.slice(cut + 2);
+        let event = "message";
+        const data = [];
+        for (const line of block.split("\n")) {
+          if (!line || line.startsWith(":")) continue;
+          const colon = line.indexOf(":");
+          const field = colon < 0 ? line : line.slice(0, colon);
+          const val = colon < 0 ? "" : line.slice(colon + 1).replace(/^ /, "");
+          if (field === "event") event = val;
+          else if (field === "data") data.push(val);
+        }
+        if (event === "state" && data.length) {
+          watch();
+          if (gen !== generation) break;
+          onState(JSON.parse(data.join("\n")));
+          connection("sse", "live");
+        }
+      }
+    }
+  } catch (error) {
+    if (stalled) throw new Error("the event stream stalled");
+    throw error;
+  } finally {
+    clearTimeout(timer);
+    if (!abort.signal.aborted) abort.abort(); // close the connection whatever ended the loop
   }
   throw new Error("the event stream ended");
 }
@@ -207,13 +270,17 @@ async function connect() {
   connection("connecting", "connecting");
   loadMap(gen); // in parallel with the first state event
   while (gen === generation) {
+    let why = "";
     try {
       await stream(gen);
     } catch (error) {
       if (gen !== generation || error.name === "AbortError") return;
       if (error.status === 401 || error.status === 403) { authOrRetry(error, gen); return; }
+      why = error.message;
     }
+    if (gen !== generation) return;
     // Fall back to polling for a while, then try the stream again.
+    sf.streamProblem = why;
     connection("polling", "polling");
     for (let i = 0; i < 5 && gen === generation; i++) {
       try { onState(await api("/dashboard/state")); connection("polling", "polling"); } catch (error) {
@@ -234,7 +301,7 @@ async function loadMap(gen) {
       mapInfo = sf.map = map;
       orbits = makeOrbits(map);
       worldMap.setOrbits(orbits);
-      if (!Number.isFinite(clock.sim_s)) clock.anchor(map.now_s, map.time_rate);
+      clock.sync(map.now_s, map.time_rate);
       worldMap.overlayDirty = true;
       return;
     } catch (error) {
@@ -260,18 +327,21 @@ $("token-form").addEventListener("submit", (event) => {
   sessionStorage.setItem(TOKEN_KEY, token);
   connect();
   loadSite(true);
-  loadHome(true);
+  homePanel.load(true);
 });
 
 // --- the site and home panels (fetched on their own) ---------------------------------------------
 
 let siteSeries = null;
-let siteFetched = 0;
+let siteFetched = -Infinity;
+let siteBusy = false;
+const SITE_MIN_MS = 4000; // refetch the site's series at most this often (wall)
+const SITE_RETRY_MS = 30000; // after a refused or failed fetch
 
 function sites(list) {
   const select = $("site-select");
   const ids = (list || []).map((s) => s.id);
-  const key = ids.join("\u0000");
+  const key = (list || []).map((s) => `${s.id}\u0001${s.name ?? ""}`).join("\u0000");
   if (select.dataset.key !== key) {
     select.dataset.key = key;
     const chosen = select.value;
@@ -291,83 +361,74 @@ function siteNote(site) {
   return `${site.region || ""} · laser links ${now("isl")} · bent pipe ${now("bent-pipe")} · fiber ${l.fiber_rtt_ms?.toFixed(0)} ms · internet ${l.internet_rtt_ms?.toFixed(0)} ms`;
 }
 
+/** The simulated span the site chart covers: two hours, or half a minute of wall time when the
+ * clock runs fast (six hours at x720), so that it is not off the chart a few seconds later. */
+function siteSpan_s() { return Math.max(7200, 30 * clock.rate); }
+
+/** Whether the page's now has left the middle half of the fetched window (or there is none). */
+function siteStale(id, now) {
+  const w = sf.siteWindow;
+  if (!siteSeries || siteSeries.id !== id || !w) return true;
+  const quarter = (w[1] - w[0]) / 4;
+  return now < w[0] + quarter || now > w[1] - quarter || w[1] - w[0] < siteSpan_s() * 0.9;
+}
+
 async function loadSite(force) {
   const id = $("site-select").value;
   if (!id || !Number.isFinite(clock.sim_s)) { drawSiteChart($("site-chart"), null); return; }
-  if (!force && performance.now() - siteFetched < 20000) return;
+  const now = clock.now();
+  if (siteBusy || (!force && (!siteStale(id, now) || performance.now() - siteFetched < SITE_MIN_MS))) return;
+  siteBusy = true;
   siteFetched = performance.now();
   if (!siteSeries || siteSeries.id !== id) lineChart($("site-chart"), { series: [], empty: "computing the link..." });
-  const start = Math.floor(clock.now() - 3600);
+  const span = siteSpan_s();
+  const step = Math.max(60, Math.round(span / 120));
+  const start = Math.floor(now - span / 2);
   try {
-    siteSeries = await api(`/sites/${encodeURIComponent(id)}/link?duration_s=7200&step_s=60&start_s=${start}`);
+    siteSeries = await api(`/sites/${encodeURIComponent(id)}/link?duration_s=${span}&step_s=${step}&start_s=${start}`);
+    sf.siteWindow = [start, start + span];
   } catch (error) {
     siteSeries = null;
+    sf.siteWindow = null;
+    siteFetched = performance.now() + SITE_RETRY_MS - SITE_MIN_MS; // not every few seconds
     $("site-note").textContent = `link series: ${error.message}`;
+  } finally {
+    siteBusy = false;
   }
-  drawSiteChart($("site-chart"), siteSeries, clock.now());
+  if (siteSeries && siteSeries.id !== $("site-select").value) { loadSite(true); return; } // changed meanwhile
+  drawSite();
   if (siteSeries) sf.charts.site++;
 }
 $("site-select").addEventListener("change", () => loadSite(true));
 
-let homeData = [];
-let homeFetched = 0;
-let homeBusy = false;
+function drawSite() {
+  const now = clock.now();
+  drawSiteChart($("site-chart"), siteSeries, now);
+  sf.siteMark = siteSeries ? now : null;
+}
+
+const homePanel = new HomePanel(
+  { select: $("home-select"), note: $("home-note"), canvases: { freq: $("freq-chart"), soc: $("soc-chart"), power: $("power-chart") } },
+  api, () => clock.now(),
+);
+sf.homes = homePanel;
 
 function homes(state) {
-  const d = state.devices;
-  const names = new Set();
-  const withSamples = [];
-  for (let i = 0; i < d.id.length; i++) {
-    const h = d.home[i];
-    if (h == null) continue;
-    names.add(h);
-    if (d.last_seen[i] != null && !withSamples.includes(h)) withSamples.push(h);
-  }
-  const list = [...names].sort();
-  const select = $("home-select");
-  const key = list.join("\u0000");
-  if (select.dataset.key !== key) {
-    select.dataset.key = key;
-    const chosen = select.value;
-    select.innerHTML = list.map((h) => `<option>${esc(h)}</option>`).join("");
-    select.value = list.includes(chosen) ? chosen : (withSamples.sort()[0] ?? list[0] ?? "");
-    if (select.value !== chosen) loadHome(true);
-  }
-  if (!list.length) $("home-note").textContent = "no Powershare homes";
-  loadHome(false);
+  homePanel.update(state);
+  sf.charts.home = homePanel.loads;
 }
 
-async function loadHome(force) {
-  const home = $("home-select").value;
-  const state = sf.state;
-  const canvases = { freq: $("freq-chart"), soc: $("soc-chart"), power: $("power-chart") };
-  if (!home || !state) { drawHome(canvases, [], NaN); return; }
-  if (homeBusy || (!force && performance.now() - homeFetched < 5000)) return;
-  homeBusy = true;
-  homeFetched = performance.now();
-  const d = state.devices;
-  const ids = d.id.filter((_, i) => d.home[i] === home).slice(0, 8);
-  try {
-    homeData = await Promise.all(ids.map(async (id) => {
-      const t = await api(`/devices/${encodeURIComponent(id)}/telemetry?limit=1000`);
-      return { id, history: t.history || [] };
-    }));
-    const latest = homeData.map((h) => h.history[0]).filter(Boolean);
-    const states = [...new Set(latest.map((s) => s.state).filter(Boolean))].join(", ");
-    $("home-note").textContent = `${ids.length} devices${states ? ` · ${states}` : ""}`;
-  } catch (error) {
-    $("home-note").textContent = `telemetry: ${error.message}`;
-  } finally {
-    homeBusy = false;
-  }
-  drawHome(canvases, homeData, clock.now());
-  if (homeData.length) sf.charts.home++;
-}
-$("home-select").addEventListener("change", () => loadHome(true));
+// Once a second: the site chart's "now" line moves, and a new window is fetched when now leaves
+// the middle half of the one drawn (simulated time runs fast in the demo).
+setInterval(() => {
+  if (siteSeries) drawSite();
+  loadSite(false);
+  sf.charts.home = homePanel.loads;
+}, 1000);
 
 window.addEventListener("resize", () => {
-  if (siteSeries) drawSiteChart($("site-chart"), siteSeries, clock.now());
-  drawHome({ freq: $("freq-chart"), soc: $("soc-chart"), power: $("power-chart") }, homeData, clock.now());
+  if (siteSeries) drawSite();
+  homePanel.draw();
 });
 
 // --- start --------------------------------------------------------------------------------------
@@ -379,6 +440,6 @@ fetch("land-110m.json")
   .finally(() => { landLoaded = true; });
 legend();
 drawSiteChart($("site-chart"), null);
-drawHome({ freq: $("freq-chart"), soc: $("soc-chart"), power: $("power-chart") }, [], NaN);
+homePanel.draw();
 connect();
 requestAnimationFrame(frame);

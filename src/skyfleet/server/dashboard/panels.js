@@ -19,8 +19,21 @@ function pct(v) { return v == null || !Number.isFinite(v) ? "-" : `${v.toFixed(1
 
 const DONE_OK = ["confirmed"];
 const DONE_BAD = ["failed", "timed_out", "cancelled"];
-const HALTABLE = new Set(["running", "scheduled", "paused", "waiting"]);
-const RESUMABLE = new Set(["halted", "paused"]);
+// The operations each rollout status allows (skyfleet.rollout), for a server that does not send
+// a rollout's "operations" list.
+const ALLOWED = {
+  created: ["start", "cancel"],
+  running: ["halt", "cancel", "rollback"],
+  waiting: ["halt", "resume", "cancel", "rollback"],
+  halted: ["resume", "cancel", "rollback"],
+  complete: ["rollback"],
+  cancelled: ["rollback"],
+};
+
+/** The operations a rollout allows now: the server's list, else the ones its status allows. */
+export function operations(r) {
+  return new Set(Array.isArray(r.operations) ? r.operations : ALLOWED[r.status] || []);
+}
 
 // --- rollouts --------------------------------------------------------------------------------------
 
@@ -91,12 +104,15 @@ export class Rollouts {
     status.className = `status ${r.status}`;
     q(".reason").textContent = r.reason ? `(${r.reason})` : "";
     q(".totals").textContent = `${r.finished ?? 0} / ${r.total ?? 0} finished`;
-    q('button[data-verb="halt"]').hidden = !HALTABLE.has(r.status);
-    q('button[data-verb="resume"]').hidden = !RESUMABLE.has(r.status);
+    const ops = operations(r);
+    q('button[data-verb="halt"]').hidden = !ops.has("halt");
+    q('button[data-verb="resume"]').hidden = !ops.has("resume");
     const key = JSON.stringify(r.groups);
     if (key === card.key) return;
     card.key = key;
     card.groups.innerHTML = (r.groups || []).map(group).join("");
+    // Bar widths through the DOM: the page's Content-Security-Policy refuses style attributes.
+    for (const bar of card.groups.querySelectorAll(".bar > span[data-pct]")) bar.style.width = `${bar.dataset.pct}%`;
   }
 }
 
@@ -108,11 +124,12 @@ function group(g) {
   const waiting = counts.scheduled || 0;
   const prog = Math.max(0, total - ok - bad - waiting);
   const w = (n) => (total ? (100 * n) / total : 0).toFixed(2);
-  const parts = Object.entries(counts).filter(([, n]) => n).map(([k, n]) => `${esc(k)} ${n}`).join(", ");
-  const state = g.started ? "started" : "waiting";
+  const parts = Object.entries(counts).filter(([, n]) => n).map(([k, n]) => `${esc(k)} ${esc(n)}`).join(", ");
+  const state = g.started ? "started" : "not started";
+  const link = g.waiting_for_link ? ` · ${esc(g.waiting_for_link)} waiting for a link` : "";
   return `<div class="group" data-group="${esc(g.index)}"><span class="gname" title="${esc(g.group)}">${esc(g.index)}. ${esc(g.group)}</span>
-    <div class="bar" title="${ok} ok, ${bad} failed, ${prog} in progress of ${total}"><span class="ok" style="width:${w(ok)}%"></span><span class="bad" style="width:${w(bad)}%"></span><span class="prog" style="width:${w(prog)}%"></span></div>
-    <span class="counts note">${state} · ${total} devices · ${parts || "none"} · success ${pct(g.success_rate_pct)} · errors ${pct(g.error_rate_pct)}${g.waiting_for_link ? ` · ${g.waiting_for_link} waiting for a link` : ""}</span></div>`;
+    <div class="bar" title="${esc(ok)} ok, ${esc(bad)} failed, ${esc(prog)} in progress of ${esc(total)}"><span class="ok" data-pct="${esc(w(ok))}"></span><span class="bad" data-pct="${esc(w(bad))}"></span><span class="prog" data-pct="${esc(w(prog))}"></span></div>
+    <span class="counts note">${state} · ${esc(total)} devices · ${parts || "none"} · success ${esc(pct(g.success_rate_pct))} · errors ${esc(pct(g.error_rate_pct))}${link}</span></div>`;
 }
 
 // --- audit -----------------------------------------------------------------------------------------
