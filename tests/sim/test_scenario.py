@@ -150,6 +150,12 @@ def test_telemetry_reports_position_link_and_rtt(scenario: Scenario) -> None:
         assert s.rtt_ms is None or 0.0 < s.rtt_ms < 500.0
 
 
+def test_a_batch_of_telemetry_matches_sample_by_sample(scenario: Scenario) -> None:
+    times = list(scenario.start_s + np.arange(0.0, scenario.duration_s, 997.0))
+    for plan in scenario.vehicles[::7]:
+        assert plan.telemetry(times, "2026.1") == [plan.telemetry_at(t, "2026.1") for t in times]
+
+
 def test_trucks_are_parked_at_home_wired_and_on_cellular_in_the_outage(scenario: Scenario) -> None:
     homes = {h.home_id: h for h in scenario.homes}
     t = _steps(scenario, 60.0)

@@ -16,10 +16,8 @@ import asyncio
 import contextlib
 import dataclasses
 import heapq
-import importlib.util
 import math
 import random
-import sys
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Sequence
@@ -42,11 +40,6 @@ from skyfleet.sim._homes import GRID_STATE
 from skyfleet.telemetry import Telemetry
 
 __all__ = ["Fleet", "Traffic", "Unit", "make_units"]
-
-if importlib.util.find_spec("sniffio") is None:  # pragma: no cover - depends on the install
-    # httpcore imports sniffio on every request; where it is not installed, each miss searches
-    # sys.path again (half a millisecond, most of the demo's client CPU). Mark it missing once.
-    sys.modules["sniffio"] = None  # type: ignore[assignment]
 
 MAX_BATCH = 1000  # samples in one report (the server's limit)
 DOWNLOAD_RETRY_S = 120.0  # simulated seconds between steps of a device that is downloading
@@ -185,11 +178,8 @@ def _samples(unit: Unit, t0_s: float, t1_s: float, step_s: float) -> dict[str, l
         return _home_samples(unit, t0_s, t1_s, step_s)
     if isinstance(unit.plan, VehiclePlan):
         plan = unit.plan
-        return {
-            device.device_id: [
-                plan.telemetry_at(t, device.installed_version) for t in _grid(t0_s, t1_s, step_s)
-            ]
-        }
+        times = _grid(t0_s, t1_s, step_s)
+        return {device.device_id: plan.telemetry(times, device.installed_version)}
     site = unit.plan
     samples = []
     for t in _grid(t0_s, t1_s, step_s):

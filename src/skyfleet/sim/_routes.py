@@ -16,6 +16,7 @@ Times are UNIX seconds, distances km, speeds km/h, delays ms.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -252,16 +253,39 @@ class VehiclePlan:
     def telemetry_at(self, t_s: float, version: str | None) -> Telemetry:
         """What the vehicle reports at ``t_s``: position, link kind, RTT (ms, None without a
         link), the ``version`` installed and its state (``driving`` or ``parked``)."""
-        lat, lon = self.position_at(float(t_s))
-        return Telemetry(
-            float(t_s),
-            lat_deg=round(lat, 6),
-            lon_deg=round(lon, 6),
-            link=self.link.kind_at(float(t_s)),
-            rtt_ms=self.rtt_at(float(t_s)),
-            version=version,
-            state="parked" if self.route is None else "driving",
-        )
+        return self.telemetry([t_s], version)[0]
+
+    def telemetry(self, t_s: Sequence[float], version: str | None) -> list[Telemetry]:
+        """What the vehicle reports at each of the UNIX times ``t_s``, as :meth:`telemetry_at`
+        does for one, worked out for all of them at once."""
+        t = np.asarray(t_s, dtype=np.float64).reshape(-1)
+        lat, lon = self.position_at(t)
+        kinds = self.link.kind_at(t)
+        up = self.link.connected(t)
+        step = np.clip((t - self.link.start_unix_s) // self.link.step_s, 0, self.rtt_ms.size - 1)
+        rtt = self.rtt_ms[step.astype(np.int64)]
+        has_rtt = np.isfinite(rtt) & up
+        state = "parked" if self.route is None else "driving"
+        return [
+            Telemetry(
+                ts,
+                lat_deg=round(a, 6),
+                lon_deg=round(b, 6),
+                link=kind,
+                rtt_ms=round(r, 3) if ok else None,
+                version=version,
+                state=state,
+            )
+            for ts, a, b, kind, r, ok in zip(
+                t.tolist(),
+                np.asarray(lat).tolist(),
+                np.asarray(lon).tolist(),
+                kinds.tolist(),
+                rtt.tolist(),
+                has_rtt.tolist(),
+                strict=True,
+            )
+        ]
 
 
 def route_links(
