@@ -60,10 +60,10 @@ class ServerConfig:
     (an edge relay re-sends with the same key what it cannot be sure arrived), so that it is
     applied once; keys older than that are pruned (hourly).
 
-    Simulated time (the demo): with ``sim_start_s`` set, the server's clock reads
-    ``sim_start_s + (time.time() - sim_wall_s) * sim_rate``: UNIX time ``sim_start_s`` at the
-    wall-clock time ``sim_wall_s``, running ``sim_rate`` times faster than the wall clock. Every
-    process that shares these three numbers shares the clock (the demo's simulated devices do).
+    Simulated time (the demo): with ``sim_start_s`` set, the server's clock reads UNIX time
+    ``sim_start_s`` until the wall-clock time ``sim_wall_s``, then runs ``sim_rate`` times faster
+    than the wall clock (:func:`sim_clock`). Every process that shares these three numbers
+    shares the clock (the demo's simulated devices do).
     """
 
     database_url: str = DEFAULT_URL
@@ -132,10 +132,16 @@ class ServerConfig:
 
 
 def sim_clock(start_s: float, wall_s: float, rate: float) -> Callable[[], float]:
-    """A clock that reads UNIX time ``start_s`` at wall-clock time ``wall_s`` and runs ``rate``
-    times faster than the wall clock."""
+    """A clock that reads UNIX time ``start_s`` until wall-clock time ``wall_s`` and from then
+    on runs ``rate`` times faster than the wall clock (what happens before the start, such as
+    seeding the demo, is stamped with the start).
+
+    >>> import time
+    >>> sim_clock(1e9, time.time() + 60.0, 720.0)()  # not started yet
+    1000000000.0
+    """
 
     def now() -> float:
-        return start_s + (time.time() - wall_s) * rate
+        return start_s + max(0.0, time.time() - wall_s) * rate
 
     return now
