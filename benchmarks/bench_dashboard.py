@@ -45,6 +45,8 @@ from _bench import emit, machine, source
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))  # tests.conftest's LiveServer: the suite's loopback server
 
+from tests.server._browser import ARGS, CHROMIUM  # noqa: E402  the suite's chromium and flags
+
 TOKEN = "sfo_bench-dashboard-viewer-0123456789"
 ADMIN_TOKEN = "sfo_bench-dashboard-admin-0123456789"
 SIM_RATE = 720.0
@@ -52,16 +54,6 @@ SITES = [
     ("pilbara-mine", "Pilbara mine", "-22.31", "118.35", "aws:ap-southeast-2"),
     ("atacama-array", "Atacama array", "-24.50", "-69.25", "aws:sa-east-1"),
     ("nevada-plant", "Nevada plant", "39.54", "-119.81", "aws:us-west-1"),
-]
-CHROMIUM = "/usr/bin/chromium"
-ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--disable-quic",
 ]
 LINKS = ("cellular", "cellular", "satellite", "none")
 STATE_CACHE_S = 1.0  # skyfleet.server._dashboard.STATE_TTL_S: one build serves a second

@@ -112,6 +112,13 @@ def open_tab(browser: Any, *, width: int = 1400, height: int = 1600) -> Tab:
     return tab
 
 
+def tab_in(browser: Any) -> Iterator[Tab]:
+    """A fixture's body: a fresh tab, its browser context closed after the test."""
+    opened = open_tab(browser)
+    yield opened
+    opened.page.context.close()
+
+
 def load_page(tab: Tab, url: str, token: str, *, timeout_ms: float = 30_000) -> Any:
     """Open the dashboard at ``url`` with ``token`` in the fragment and wait until it has drawn
     its first state; the document's response."""

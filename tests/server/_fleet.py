@@ -12,6 +12,19 @@ import httpx
 
 from skyfleet.sim import DdiDevice, run_rounds
 
+#: A modular datacenter site in the Pilbara, its region Sydney (a DeviceIn body).
+MINE: dict[str, Any] = {
+    "id": "pilbara-mine",
+    "kind": "site",
+    "hw": "site1",
+    "attributes": {
+        "lat_deg": "-22.31",
+        "lon_deg": "118.35",
+        "region": "aws:ap-southeast-2",
+        "name": "Pilbara mine",
+    },
+}
+
 OLD = "2025.38.1"
 HOLIDAY = "2025.44.25.5"
 FSD = "fsd-14.2.1.25"

@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 from tests.conftest import ADMIN, LiveServer
-from tests.server._fleet import OLD, poll_round, register_cars, release, rollout, status
+from tests.server._fleet import MINE, OLD, poll_round, register_cars, release, rollout, status
 
 from skyfleet.orbits import preset
 from skyfleet.server import ServerConfig, create_app
@@ -74,17 +74,7 @@ def test_state_has_each_devices_position_link_and_update_state(api: httpx.Client
         api,
         {"id": "car-a", "hw": "hw3", "tags": ["eap"]},
         {"id": "car-b", "hw": "hw3", "attributes": {"home": "home-7"}},
-        {
-            "id": "mine",
-            "kind": "site",
-            "hw": "site1",
-            "attributes": {
-                "lat_deg": "-22.31",
-                "lon_deg": "118.35",
-                "region": "aws:ap-southeast-2",
-                "name": "Pilbara mine",
-            },
-        },
+        MINE,
     )
     now = time.time()
     sent = api.post(
@@ -113,7 +103,7 @@ def test_state_has_each_devices_position_link_and_update_state(api: httpx.Client
     other = {name: devices[name][devices["id"].index("car-b")] for name in devices}
     assert (other["home"], other["update"], other["lat_deg"]) == ("home-7", "none", None)
     assert [r["id"] for r in body["rollouts"]] == [rid]
-    assert [(s["id"], s["name"]) for s in body["sites"]] == [("mine", "Pilbara mine")]
+    assert [(s["id"], s["name"]) for s in body["sites"]] == [("pilbara-mine", "Pilbara mine")]
     assert "link" in body["sites"][0]
     assert body["audit"] and body["audit"][0]["id"] > body["audit"][-1]["id"]
     assert body["fleet"]["online"] >= 1

@@ -14,7 +14,8 @@ from typing import Any
 import httpx
 import pytest
 from tests.conftest import ADMIN, ADMIN_TOKEN, LiveServer, add_admin
-from tests.server._browser import Tab, browser, load_page, open_tab
+from tests.server._browser import Tab, browser, load_page, tab_in
+from tests.server._fleet import MINE
 
 from skyfleet.server import ServerConfig, create_app, sim_clock
 from skyfleet.store import open_store
@@ -23,17 +24,6 @@ __all__ = ["browser"]  # the fixture, imported for pytest
 
 RATE = 720.0
 START_S = 1_767_268_800.0  # 2026-01-01 12:00 UTC
-SITE = {
-    "id": "pilbara-mine",
-    "kind": "site",
-    "hw": "site1",
-    "attributes": {
-        "lat_deg": "-22.31",
-        "lon_deg": "118.35",
-        "region": "aws:ap-southeast-2",
-        "name": "Pilbara mine",
-    },
-}
 
 
 @dataclass
@@ -54,7 +44,7 @@ def fast(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fast]:
         LiveServer(create_app(config, db=db)) as live,
         httpx.Client(base_url=live.url, headers=ADMIN, timeout=60.0) as api,
     ):
-        answer = api.post("/api/v1/devices", json={"devices": [SITE]})
+        answer = api.post("/api/v1/devices", json={"devices": [MINE]})
         assert answer.status_code == 201, answer.text
         yield Fast(live.url, wall_s)
     db.close()
@@ -63,9 +53,7 @@ def fast(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fast]:
 @pytest.fixture
 def tab(browser: Any, fast: Fast) -> Iterator[Tab]:
     """A fresh page (closed before the server stops)."""
-    opened = open_tab(browser)
-    yield opened
-    opened.page.context.close()
+    yield from tab_in(browser)
 
 
 SAMPLE = """async ms => {

@@ -18,9 +18,10 @@ import httpx
 import numpy as np
 import pytest
 from tests.conftest import ADMIN, ADMIN_TOKEN, LiveServer, add_admin
-from tests.server._browser import Tab, browser, load_page, open_tab
+from tests.server._browser import Tab, browser, load_page, tab_in
 from tests.server._fleet import (
     HOLIDAY,
+    MINE,
     Car,
     register_cars,
     register_fleet,
@@ -36,17 +37,6 @@ from skyfleet.store import open_store
 __all__ = ["browser"]  # the fixture, imported for pytest
 
 PLACED = 30  # vehicles that report a position (ten more report none)
-MINE = {
-    "id": "pilbara-mine",
-    "kind": "site",
-    "hw": "site1",
-    "attributes": {
-        "lat_deg": "-22.31",
-        "lon_deg": "118.35",
-        "region": "aws:ap-southeast-2",
-        "name": "Pilbara mine",
-    },
-}
 # home-7 rides through the outage (its devices report "island"); home-1 is on the grid and comes
 # first by name: the Powershare panel must open on home-7.
 HOMES = {"home-1": "grid", "home-7": "island"}
@@ -144,9 +134,7 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
 @pytest.fixture
 def tab(browser: Any, fleet: Fleet) -> Iterator[Tab]:
     """A fresh page (closed before the server stops)."""
-    opened = open_tab(browser)
-    yield opened
-    opened.page.context.close()
+    yield from tab_in(browser)
 
 
 def _load(tab: Tab, fleet: Fleet, token: str = ADMIN_TOKEN) -> Any:

@@ -29,6 +29,12 @@ export function utcHM(t_s) {
   return new Date(t_s * 1000).toISOString().slice(11, 16);
 }
 
+/** A tick label with as many decimals as the tick step needs (59.98, 59.99, 60 not 60, 60, 60). */
+function fmtTick(v, step) {
+  if (!(step > 0) || step >= 1 || Math.abs(v) >= 10000) return fmt(v);
+  return v.toFixed(Math.min(6, Math.ceil(-Math.log10(step) - 1e-9)));
+}
+
 function fmt(v) {
   const a = Math.abs(v);
   if (a >= 10000) return (v / 1000).toFixed(0) + "k";
@@ -98,10 +104,11 @@ export function lineChart(canvas, opts) {
   ctx.lineWidth = 1;
   ctx.fillStyle = AXIS;
   ctx.textAlign = "right";
-  for (const v of niceTicks(yMin, yMax, Math.max(2, Math.floor((h - 40) / 30)))) {
+  const yt = niceTicks(yMin, yMax, Math.max(2, Math.floor((h - 40) / 30)));
+  for (const v of yt) {
     const y = Math.round(Y(v)) + 0.5;
     ctx.beginPath(); ctx.moveTo(pad.l, y); ctx.lineTo(w - pad.r, y); ctx.stroke();
-    ctx.fillText(fmt(v), pad.l - 4, y);
+    ctx.fillText(fmtTick(v, yt.length > 1 ? yt[1] - yt[0] : 0), pad.l - 4, y);
   }
   ctx.textAlign = "center";
   ctx.textBaseline = "top";
