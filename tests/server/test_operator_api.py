@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from tests.server._fleet import members, register_fleet, release
 
 from skyfleet.store import Store
 
@@ -392,3 +393,24 @@ def test_rollback_over_http_starts_a_rollout_to_the_previous_release(api: httpx.
     members = api.get(f"/api/v1/rollouts/{body['id']}/actions").json()["actions"]
     assert [a["device_id"] for a in members] == ["car-1"]
     assert api.get(f"/api/v1/rollouts/{rollout_id}").json()["status"] == "cancelled"
+
+
+def test_a_rollout_seed_picks_the_same_members_and_a_bad_one_is_refused(
+    api: httpx.Client,
+) -> None:
+    register_fleet(api, hw3=60, hw4=0, eap_each=0)
+    release(api, "2025.44.25.5", ["hw3"])
+    chosen = []
+    for seed in ("holiday-1", "holiday-1", "holiday-2"):
+        body = {"release": "2025.44.25.5", "seed": seed, "groups": [{"group": "hw:hw3 25%"}]}
+        created = api.post("/api/v1/rollouts", json=body)
+        assert created.status_code == 201, created.text
+        rid = created.json()["id"]
+        chosen.append({m["device_id"] for m in members(api, rid, 1)})
+        assert api.post(f"/api/v1/rollouts/{rid}/cancel").status_code == 200
+    assert chosen[0] == chosen[1]  # the same seed: the same devices
+    assert chosen[0] != chosen[2] and 0 < len(chosen[0]) < 60
+    bad = {"release": "2025.44.25.5", "seed": "a b", "groups": [{"group": "hw:hw3"}]}
+    refused = api.post("/api/v1/rollouts", json=bad)
+    assert refused.status_code == 422 and "seed" in refused.text
+    assert len(api.get("/api/v1/rollouts").json()["rollouts"]) == 3  # nothing written

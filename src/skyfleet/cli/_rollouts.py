@@ -220,6 +220,13 @@ def rollout_create(
     ] = "1h",
     manual: Annotated[bool, typer.Option(help="Wait for 'rollout resume' between groups.")] = False,
     name: Annotated[str | None, typer.Option(help="A name for the rollout.")] = None,
+    seed: Annotated[
+        str | None,
+        typer.Option(
+            help="Decides which devices a percentage takes: the same seed, groups and devices "
+            "give the same members (default: a random one). Letters, digits, '.', '_', '-'."
+        ),
+    ] = None,
     start: Annotated[bool, typer.Option(help="Start it right away.")] = False,
     server: _Server = DEFAULT_SERVER,
     token: _Token = None,
@@ -240,7 +247,13 @@ def rollout_create(
     }
     for text in group:
         GroupSpec.parse(text, **options)  # bad input is reported here, before any request
-    body = {"release": release, "name": name, "groups": [{"group": g, **options} for g in group]}
+    body: dict[str, Any] = {
+        "release": release,
+        "name": name,
+        "groups": [{"group": g, **options} for g in group],
+    }
+    if seed is not None:
+        body["seed"] = seed
     with Api(server, token) as api:
         answer = api.post("/rollouts", body)
         if start:

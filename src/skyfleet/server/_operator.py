@@ -79,11 +79,16 @@ class GroupIn(_Strict):
 
 
 class RolloutIn(_Strict):
-    """A rollout of ``release`` over ordered ``groups``."""
+    """A rollout of ``release`` over ordered ``groups``. ``seed`` decides which devices a
+    percentage takes (the same seed, groups and devices: the same members); leave it out for a
+    random one."""
 
     release: str
     name: str | None = Field(default=None, max_length=255)
     groups: list[GroupIn] = Field(min_length=1, max_length=100)
+    seed: str | None = Field(
+        default=None, min_length=1, max_length=32, pattern=r"^[A-Za-z0-9_.-]+$"
+    )
 
 
 class RollbackIn(_Strict):
@@ -259,7 +264,13 @@ def create_rollout(request: Request, who: Op, body: RolloutIn) -> dict[str, Any]
     groups = [GroupSpec.parse(g.group, **g.model_dump(exclude={"group"})) for g in body.groups]
     with rt.store.begin() as conn:
         return store.create_rollout(
-            conn, rt.clock(), release=body.release, groups=groups, name=body.name, actor=who.actor
+            conn,
+            rt.clock(),
+            release=body.release,
+            groups=groups,
+            name=body.name,
+            seed=body.seed,
+            actor=who.actor,
         )
 
 
