@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import heapq
 import math
 import random
@@ -25,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
+import numpy as np
 
 from skyfleet.sim import (
     DdiDevice,
@@ -36,13 +38,19 @@ from skyfleet.sim import (
     VehiclePlan,
     post_telemetry,
 )
-from skyfleet.sim._homes import GRID_STATE
 from skyfleet.telemetry import Telemetry
 
-__all__ = ["Fleet", "Traffic", "Unit", "make_units"]
+__all__ = ["TELEMETRY_HISTORY", "Fleet", "Traffic", "Unit", "make_units"]
 
 MAX_BATCH = 1000  # samples in one report (the server's limit)
 DOWNLOAD_RETRY_S = 120.0  # simulated seconds between steps of a device that is downloading
+#: Home batteries are in no rollout: they poll this many times less often than the vehicles
+#: (their telemetry goes with their home's truck's steps).
+SLOW_POLL_FACTOR = 4
+SLOW_KINDS = frozenset({"home-battery"})
+#: Telemetry samples the demo's server keeps per device: a home's whole 12 h (every minute of
+#: the outage, one every 10 simulated minutes else) fits.
+TELEMETRY_HISTORY = 1000
 
 
 @dataclass
@@ -53,11 +61,16 @@ class Traffic:
     requests: int = 0
     by_status: Counter[int] = field(default_factory=Counter)
     outcomes: Counter[str] = field(default_factory=Counter)
-    telemetry_samples: int = 0
+    telemetry_samples: int = 0  # sent (MQTT) or accepted by the server (HTTP, 2xx)
     telemetry_reports: int = 0
+    telemetry_refused: int = 0  # samples in HTTP reports the server did not accept
     mqtt_messages: int = 0
     lag_s: float = 0.0  # simulated seconds the latest step started after it was due
     max_lag_s: float = 0.0
+    steps: int = 0
+    steps_on_time: int = 0  # started within one polling interval of their due time
+    crashes: int = 0  # steps that raised (a bug): counted as errors, the unit rescheduled
+    last_crash: str = ""
     _recent: deque[float] = field(default_factory=deque, repr=False)
 
     latency_s: Counter[str] = field(default_factory=Counter)
@@ -97,9 +110,14 @@ class Traffic:
 
     @property
     def errors(self) -> int:
-        """Answers of 5xx and 429, and requests that got no answer."""
+        """Answers of 5xx and 429, requests that got no answer, and steps that raised."""
         answered = sum(n for code, n in self.by_status.items() if code >= 500 or code == 429)
-        return answered + self.outcomes["error"]
+        return answered + self.outcomes["error"] + self.crashes
+
+    def on_time_pct(self) -> float | None:
+        """Share of the steps (polls) that started within one polling interval of their due
+        time, %; None before the first."""
+        return 100.0 * self.steps_on_time / self.steps if self.steps else None
 
 
 @dataclass
@@ -111,6 +129,9 @@ class Unit:
     plan: VehiclePlan | SitePlan | HomePlan
     reported_s: float
     trucks: dict[str, VehiclePlan] = field(default_factory=dict)  # a home's, by device id
+    #: Devices that poll :data:`SLOW_POLL_FACTOR` times less often, by id: when they poll next
+    #: (simulated UNIX s).
+    slow: dict[str, float] = field(default_factory=dict)
 
 
 def make_units(scenario: Scenario, devices: dict[str, DdiDevice]) -> list[Unit]:
@@ -126,7 +147,14 @@ def make_units(scenario: Scenario, devices: dict[str, DdiDevice]) -> list[Unit]:
     ]
     trucks = {v.device_id: v for v in scenario.vehicles if v.device_id in at_home}
     units += [
-        Unit("home", [devices[d.device_id] for d in h.devices], h, t0, trucks)
+        Unit(
+            "home",
+            [devices[d.device_id] for d in h.devices],
+            h,
+            t0,
+            trucks,
+            slow={d.device_id: t0 for d in h.devices if d.kind in SLOW_KINDS},
+        )
         for h in scenario.homes
     ]
     return units
@@ -139,16 +167,19 @@ def _step_index(link: LinkSchedule, t_s: float, size: int) -> int:
 def _home_samples(
     unit: Unit, t0_s: float, t1_s: float, step_s: float
 ) -> dict[str, list[Telemetry]]:
-    """A home's samples: every minute while its grid is down, every ``step_s`` else; a truck's
-    with its link, RTT and version."""
+    """A home's samples: every minute while its grid is down, every ``step_s`` else, and the
+    latest; a truck's with its link, RTT and version. Only the samples sent are built."""
     assert isinstance(unit.plan, HomePlan)
     home = unit.plan
     versions = {d.device_id: d.installed_version for d in unit.devices}
+    ts = np.arange(math.ceil(t0_s / 60.0), math.ceil(t1_s / 60.0)) * 60.0
+    keep = ts % step_s < 60.0
+    if home.in_outage:
+        keep |= (ts >= home.outage_start_s) & (ts < home.outage_end_s)
+    if ts.size:
+        keep[-1] = True
     out: dict[str, list[Telemetry]] = {}
-    for device_id, samples in home.samples_between(t0_s, t1_s).items():
-        kept = [
-            s for s in samples if s.state != GRID_STATE or s.ts % step_s < 60.0 or s is samples[-1]
-        ][-MAX_BATCH:]
+    for device_id, kept in home.samples_at(ts[keep][-MAX_BATCH:]).items():
         truck = unit.trucks.get(device_id)
         if truck is not None:
             kept = [
@@ -227,8 +258,18 @@ class Fleet:
         self._due: list[tuple[float, int]] = []
         self._urgent: list[tuple[float, int]] = []  # devices in the middle of an update
 
-    def _next_poll(self, now_s: float) -> float:
-        return now_s + self.poll_s * (1.0 + self.jitter * self._rng.uniform(-1.0, 1.0))
+    def _next_poll(self, now_s: float, factor: float = 1.0) -> float:
+        jitter = 1.0 + self.jitter * self._rng.uniform(-1.0, 1.0)
+        return now_s + factor * self.poll_s * jitter
+
+    def _finished(self, task: asyncio.Task[None], index: int) -> None:
+        """A step that raised (a bug, not a network error): count it and put the unit back in
+        the schedule, so that it is not dropped from it for good."""
+        if task.cancelled() or task.exception() is None:
+            return
+        self.traffic.crashes += 1
+        self.traffic.last_crash = repr(task.exception())[:200]
+        heapq.heappush(self._due, (self._next_poll(self.clock()), index))
 
     async def _report(self, client: httpx.AsyncClient, unit: Unit, now_s: float) -> None:
         samples = _samples(unit, unit.reported_s, now_s, self.telemetry_step_s)
@@ -240,7 +281,10 @@ class Fleet:
                 self.publisher.publish(device_id, batch)
                 self.traffic.mqtt_messages += 1
             else:
-                await post_telemetry(client, device_id, tokens[device_id], batch)
+                answer = await post_telemetry(client, device_id, tokens[device_id], batch)
+                if not answer.is_success:
+                    self.traffic.telemetry_refused += len(batch)
+                    continue
             self.traffic.telemetry_samples += len(batch)
             self.traffic.telemetry_reports += 1
         unit.reported_s = now_s
@@ -248,13 +292,23 @@ class Fleet:
     async def _step(self, client: httpx.AsyncClient, index: int, due_s: float) -> None:
         unit = self.units[index]
         now_s = self.clock()
-        self.traffic.lag_s = max(0.0, now_s - due_s)
-        self.traffic.max_lag_s = max(self.traffic.max_lag_s, self.traffic.lag_s)
-        outcomes = [await device.step(client, now_s) for device in unit.devices]
-        self.traffic.outcomes.update(outcomes)
-        for device, outcome in zip(unit.devices, outcomes, strict=True):
+        t = self.traffic
+        t.lag_s = max(0.0, now_s - due_s)
+        t.max_lag_s = max(t.max_lag_s, t.lag_s)
+        t.steps += 1
+        t.steps_on_time += t.lag_s <= self.poll_s
+        outcomes = []
+        for device in unit.devices:
+            slow_due = unit.slow.get(device.device_id)
+            if slow_due is not None:
+                if now_s < slow_due:
+                    continue
+                unit.slow[device.device_id] = self._next_poll(now_s, SLOW_POLL_FACTOR)
+            outcome = await device.step(client, now_s)
+            outcomes.append(outcome)
             if outcome == "updated":
                 self.updated_at[device.device_id] = now_s
+        t.outcomes.update(outcomes)
         if any(o not in ("no-link", "error", "silent") for o in outcomes):
             try:
                 await self._report(client, unit, now_s)
@@ -313,6 +367,7 @@ class Fleet:
                     task = asyncio.create_task(self._step(client, index, due_s))
                     running.add(task)
                     task.add_done_callback(running.discard)
+                    task.add_done_callback(functools.partial(self._finished, index=index))
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), timeout=0.02)
             stop.set()
@@ -339,7 +394,12 @@ class Fleet:
             "polls": sum(d.polls for u in self.units for d in u.devices),
             "telemetry_reports": t.telemetry_reports,
             "telemetry_samples": t.telemetry_samples,
+            "telemetry_refused": t.telemetry_refused,
             "mqtt_messages": t.mqtt_messages,
+            "steps": t.steps,
+            "polls_on_time_pct": None if (pct := t.on_time_pct()) is None else round(pct, 2),
             "max_lag_s": round(t.max_lag_s, 1),
+            "step_crashes": t.crashes,
+            "last_crash": t.last_crash or None,
             "mean_latency_ms": t.mean_latency_ms(),
         }

@@ -19,12 +19,17 @@ from rich.text import Text
 
 from skyfleet.cli._common import iso
 from skyfleet.sim import Scenario
+from skyfleet.sim._homes import ISLAND_STATES
+
+#: Where the outage figures of the scenario come from (not from the run).
+PRECOMPUTED = "simulated by skyfleet.powershare before the run"
 
 __all__ = [
     "Watch",
     "group_rows",
     "link_shares",
     "live_panel",
+    "outage_observed",
     "outage_view",
     "report_tables",
     "status_line",
@@ -43,6 +48,7 @@ class Watch:
     halted_at_s: float | None = None
     halted_reason: str | None = None
     halted_group: int | None = None
+    halted_by: str | None = None
     monitor_errors: int = 0
 
 
@@ -69,8 +75,40 @@ def outage_view(scenario: Scenario, now_s: float) -> dict[str, Any]:
         "home_devices": sum(len(h.devices) for h in scenario.homes),
         "homes_powered_through": sum(1 for h in in_outage if h.powered_through),
         "summary": summary,
+        "source": PRECOMPUTED,
     }
     return view
+
+
+def outage_observed(
+    histories: Mapping[str, list[dict[str, Any]]], start_s: float, end_s: float
+) -> dict[str, Any]:
+    """What the server stored from the outage homes' devices (``histories``: each device's
+    telemetry samples as GET /devices/{id}/telemetry returns them) during ``[start_s, end_s)``:
+    how many devices reported an island state (forming, following, connected) and how many a
+    trip, their lowest ``soc_pct`` and the lowest and highest ``freq_hz`` on the island."""
+    island = ISLAND_STATES - {"tripped"}
+    devices = tripped = samples = 0
+    socs: list[float] = []
+    freqs: list[float] = []
+    for history in histories.values():
+        during = [x for x in history if start_s <= float(x["ts"]) < end_s]
+        on_island = [x for x in during if x.get("state") in island]
+        devices += bool(on_island)
+        tripped += any(x.get("state") == "tripped" for x in during)
+        samples += len(on_island)
+        socs += [float(x["soc_pct"]) for x in on_island if x.get("soc_pct") is not None]
+        freqs += [float(x["freq_hz"]) for x in on_island if x.get("freq_hz") is not None]
+    return {
+        "source": "the server's telemetry API, after the run",
+        "devices": len(histories),
+        "devices_reported_island": devices,
+        "devices_reported_tripped": tripped,
+        "island_samples": samples,
+        "lowest_soc_pct": min(socs) if socs else None,
+        "min_freq_hz": min(freqs) if freqs else None,
+        "max_freq_hz": max(freqs) if freqs else None,
+    }
 
 
 def link_shares(
@@ -157,6 +195,7 @@ def live_panel(
     requests_per_s: float,
     errors: int,
     lag_s: float = 0.0,
+    on_time_pct: float | None = None,
 ) -> RenderableType:
     """The live summary: clock and rate, links, rollout waves, the halt, the outage, load."""
     end_s = scenario.start_s + scenario.duration_s
@@ -192,7 +231,10 @@ def live_panel(
     late = (
         f", polls {lag_s / 60:,.0f} min late (the machine cannot keep up)" if lag_s > 1800 else ""
     )
-    lines.append(Text(f"requests {requests_per_s:,.0f}/s, errors {errors:,}{late} · Ctrl-C stops"))
+    on_time = "" if on_time_pct is None else f", {on_time_pct:.0f}% of polls on time"
+    lines.append(
+        Text(f"requests {requests_per_s:,.0f}/s, errors {errors:,}{on_time}{late} · Ctrl-C stops")
+    )
     return Group(*lines)
 
 
@@ -244,8 +286,28 @@ def report_tables(report: Mapping[str, Any]) -> list[RenderableType]:
             "-" if g["started_at"] is None else iso(g["started_at"])[11:19],
         )
     out.append(table)
-    if r["status"] == "halted":
-        out.append(Text(f"halted by the judge: {r['reason']}"))
+    story = report["story"]
+    if story["halted_by_judge"]:
+        out.append(
+            Text(
+                f"halted by the judge at {iso(r['halted_at'])} in wave {story['halted_wave']}"
+                f" (the regression is in wave {story['regression_wave']}): {r['reason']}"
+            )
+        )
+    elif r["status"] == "halted":
+        out.append(Text(f"halted by {r['halted_by']}, not the judge: {r['reason']}"))
+    else:
+        out.append(Text("the judge did not halt the rollout in this run (the story is not done)"))
+    k = report["kept_up"]
+    on_time = k["polls_on_time_pct"]
+    out.append(
+        Text(
+            "polls on time (within one interval of "
+            f"{k['poll_interval_s'] / 60:g} simulated min): "
+            + ("-" if on_time is None else f"{on_time:.1f}%")
+            + f"; the latest started {k['max_lag_s'] / 60:,.1f} simulated min after it was due"
+        )
+    )
     lt = Table(title="vehicle-time by link", title_justify="left", box=box.SIMPLE_HEAD)
     for k in links["vehicle_time_pct"]:
         lt.add_column(k, justify="right")
@@ -254,28 +316,48 @@ def report_tables(report: Mapping[str, Any]) -> list[RenderableType]:
     out.append(
         Text(
             f"grid outage {p['region']} {p['start']} to {p['end']}: {p['homes_in_outage']} of "
-            f"{p['homes']} Powershare homes in it"
+            f"{p['homes']} Powershare homes in it; {p['source']}:"
             + "".join(
-                f"; {k.replace('_', ' ')} {v}"
+                f" {k.replace('_', ' ')} {v};"
                 for k, v in p.get("summary", {}).items()
                 if isinstance(v, (int, float, str))
             )
         )
     )
+    seen = p.get("server_observed")
+    if seen is not None:
+        out.append(
+            Text(
+                f"seen by the server: {seen['devices_reported_island']} of {seen['devices']} "
+                f"outage-home devices reported islanding ({seen['island_samples']:,} samples), "
+                f"{seen['devices_reported_tripped']} a trip; lowest soc "
+                f"{_num(seen['lowest_soc_pct'], '%')}, frequency "
+                f"{_num(seen['min_freq_hz'], ' Hz')} to {_num(seen['max_freq_hz'], ' Hz')}"
+            )
+        )
     rt = Table(title="requests", title_justify="left", box=box.SIMPLE_HEAD)
-    for col in ("device requests", "per s", "errors", "polls", "telemetry", "via", "server: seen"):
+    cols = ("device requests", "per s", "errors", "polls", "telemetry sent", "stored", "via")
+    for col in (*cols, "server: seen"):
         rt.add_column(col, justify="right")
+    tel = report["telemetry"]
+    undelivered = tel["mqtt_undelivered_messages"]
     rt.add_row(
         f"{req['device_requests']:,}",
         f"{req['per_s']:,.0f}",
         f"{req['errors']:,}",
         f"{req['polls']:,}",
-        f"{req['telemetry_samples']:,} samples",
-        report["telemetry_via"],
+        f"{tel['samples_sent']:,} samples",
+        "-" if tel["samples_stored_by_server"] is None else f"{tel['samples_stored_by_server']:,}",
+        report["telemetry_via"]
+        + (f" ({undelivered:,} messages undelivered)" if undelivered else ""),
         f"{report['server']['seen']:,} of {report['server']['devices']:,}",
     )
     out.append(rt)
     return out
+
+
+def _num(x: float | None, unit: str) -> str:
+    return "-" if x is None else f"{x:g}{unit}"
 
 
 def finite(x: float) -> float | None:

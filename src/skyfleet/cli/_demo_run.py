@@ -17,12 +17,13 @@ from rich.live import Live
 
 from skyfleet.cli._client import Api
 from skyfleet.cli._common import err, iso, out, print_json
-from skyfleet.cli._demo_fleet import Fleet
+from skyfleet.cli._demo_fleet import TELEMETRY_HISTORY, Fleet
 from skyfleet.cli._demo_report import (
     Watch,
     group_rows,
     link_shares,
     live_panel,
+    outage_observed,
     outage_view,
     report_tables,
     status_line,
@@ -30,9 +31,35 @@ from skyfleet.cli._demo_report import (
 from skyfleet.cli._demo_seed import GATES, HOLIDAY, REGRESSION_WAVE, Seed
 from skyfleet.sim import Scenario
 
-__all__ = ["Monitor", "final_report", "show_report"]
+__all__ = ["JUDGE_ACTOR", "Monitor", "final_report", "halt_entry", "show_report"]
 
 _GROUP = re.compile(r"group (\d+)")
+#: The name the server's judge writes in the audit log (an operator's is their token's name).
+JUDGE_ACTOR = "skyfleet"
+_AUDIT_PAGE = 10_000
+
+
+def halt_entry(entries: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The newest audit entry of those given that halted a rollout, or None."""
+    for entry in entries:
+        if entry.get("event") == "rollout.status" and entry.get("to_state") == "halted":
+            return entry
+    return None
+
+
+def _find_halt(api: Api, rollout_id: int, pages: int = 50) -> dict[str, Any] | None:
+    """The audit entry of the rollout's latest halt, paging back through its log."""
+    before: int | None = None
+    for _ in range(pages):
+        params: dict[str, Any] = {"rollout_id": rollout_id, "limit": _AUDIT_PAGE}
+        if before is not None:
+            params["before_id"] = before
+        entries = api.get("/audit", **params)["entries"]
+        found = halt_entry(entries)
+        if found is not None or len(entries) < _AUDIT_PAGE:
+            return found
+        before = int(entries[-1]["id"])
+    return None
 
 
 class Monitor:
@@ -60,7 +87,13 @@ class Monitor:
         try:
             answer = await client.get(f"/rollouts/{self.rollout_id}")
             if answer.status_code == 200:
-                self._rollout(answer.json())
+                self.watch.rollout = answer.json()
+            if self.watch.rollout.get("status") == "halted" and self.watch.halted_at_s is None:
+                audit = await client.get(
+                    "/audit", params={"rollout_id": self.rollout_id, "limit": _AUDIT_PAGE}
+                )
+                if audit.status_code == 200:
+                    self.halted(halt_entry(audit.json()["entries"]))
             if with_fleet:
                 silent = 2.0 * self.fleet.poll_s
                 fleet = await client.get(
@@ -71,17 +104,18 @@ class Monitor:
         except httpx.HTTPError:
             self.watch.monitor_errors += 1
 
-    def _rollout(self, rollout: dict[str, Any]) -> None:
+    def halted(self, entry: dict[str, Any] | None) -> None:
+        """Note the halt from its audit entry (when, why, which wave, by whom)."""
         w = self.watch
-        w.rollout = rollout
-        if rollout.get("status") == "halted" and w.halted_at_s is None:
-            w.halted_at_s = float(rollout["updated_at"])
-            w.halted_reason = str(rollout.get("reason") or "")
-            found = _GROUP.search(w.halted_reason)
-            w.halted_group = int(found.group(1)) if found else None
-            self.halt_line = (
-                f"the judge halted the rollout at {iso(w.halted_at_s)}: {w.halted_reason}"
-            )
+        if entry is None:
+            return
+        w.halted_at_s = float(entry["ts"])
+        w.halted_reason = str(entry.get("detail") or "")
+        w.halted_by = str(entry.get("actor") or "")
+        found = _GROUP.search(w.halted_reason)
+        w.halted_group = int(found.group(1)) if found else None
+        who = "the judge" if w.halted_by == JUDGE_ACTOR else f"operator {w.halted_by}"
+        self.halt_line = f"{who} halted the rollout at {iso(w.halted_at_s)}: {w.halted_reason}"
 
     def panel(self) -> Any:
         """The live summary now."""
@@ -95,6 +129,7 @@ class Monitor:
             t.per_s(),
             t.errors,
             t.lag_s,
+            t.on_time_pct(),
         )
 
     async def run(self, stop: asyncio.Event, live: bool) -> None:
@@ -142,6 +177,32 @@ def _confirm_times(api: Api, rollout_id: int, groups: int) -> dict[int, list[flo
     return times
 
 
+def _fleet_status(api: Api, fleet: Fleet, *, wait_for_mqtt: bool) -> dict[str, Any]:
+    """The server's fleet view; over MQTT, once the server stored what was sent (the broker
+    hands it on a moment later), or after 5 s."""
+    deadline = time.monotonic() + 5.0
+    while True:
+        status: dict[str, Any] = api.get(
+            "/fleet/status", silent_after_s=2.0 * fleet.poll_s, limit=0
+        )
+        stored = int(status.get("telemetry", {}).get("stored", 0))
+        sent = fleet.traffic.telemetry_samples
+        if not wait_for_mqtt or stored >= sent or time.monotonic() > deadline:
+            return status
+        time.sleep(0.25)
+
+
+def observed_outage(api: Api, scenario: Scenario) -> dict[str, Any]:
+    """What the server saw of the outage: the telemetry it stored from the outage homes'
+    devices (GET /devices/{id}/telemetry), summed up by :func:`outage_observed`."""
+    ids = [d.device_id for h in scenario.homes if h.in_outage for d in h.devices]
+    histories = {
+        device_id: api.get(f"/devices/{device_id}/telemetry", limit=TELEMETRY_HISTORY)["history"]
+        for device_id in ids
+    }
+    return outage_observed(histories, scenario.outage.start_s, scenario.outage.end_s)
+
+
 def final_report(
     monitor: Monitor,
     seeded: Seed,
@@ -151,14 +212,18 @@ def final_report(
     began_monotonic: float,
     broker: str | None,
     server_pid: int,
+    mqtt_undelivered: int | None = None,
 ) -> dict[str, Any]:
-    """The report of a headless run, from the server's operator API and the devices."""
+    """The report of a headless run, from the server's operator API and the devices.
+    ``mqtt_undelivered``: telemetry messages the broker had not acknowledged at the end."""
     fleet = monitor.fleet
     with Api(monitor.base_url, monitor.token) as api:
         rollout = api.get(f"/rollouts/{seeded.rollout_id}")
-        server_fleet = api.get("/fleet/status", silent_after_s=2.0 * fleet.poll_s, limit=0)
+        server_fleet = _fleet_status(api, fleet, wait_for_mqtt=broker is not None)
         confirmed = _confirm_times(api, seeded.rollout_id, len(rollout["groups"]))
-    monitor._rollout(rollout)
+        monitor.watch.rollout = rollout
+        monitor.halted(_find_halt(api, seeded.rollout_id))
+        observed = observed_outage(api, scenario)
     w = monitor.watch
     groups = group_rows(rollout)
     for g in groups:
@@ -178,6 +243,8 @@ def final_report(
     devices = fleet.summary()
     by_state = server_fleet.get("by_state", {})
     total_devices = int(server_fleet.get("devices", 0))
+    stored = server_fleet.get("telemetry", {}).get("stored")
+    by_judge = w.halted_at_s is not None and w.halted_by == JUDGE_ACTOR
     return {
         "scenario": {
             "constellation": scenario.constellation,
@@ -198,7 +265,23 @@ def final_report(
         "late_start_s": round(timing["late_start_s"], 1),
         "sim_covered_s": round(timing["sim_covered_s"], 1),
         "effective_rate": round(timing["sim_covered_s"] / wall_s, 1) if wall_s > 0 else 0.0,
+        "kept_up": {
+            "poll_interval_s": fleet.poll_s,
+            "polls_on_time_pct": devices["polls_on_time_pct"],
+            "max_lag_s": devices["max_lag_s"],
+        },
+        "story": {
+            "halted_by_judge": by_judge,
+            "halted_wave": w.halted_group if by_judge else None,
+            "regression_wave": REGRESSION_WAVE,
+            "completed": by_judge and w.halted_group == REGRESSION_WAVE,
+        },
         "telemetry_via": "mqtt" if broker else "http",
+        "telemetry": {
+            "samples_sent": devices["telemetry_samples"],
+            "samples_stored_by_server": stored,
+            "mqtt_undelivered_messages": mqtt_undelivered,
+        },
         "server_pid": server_pid,
         "rollout": {
             "id": seeded.rollout_id,
@@ -206,6 +289,7 @@ def final_report(
             "status": rollout["status"],
             "reason": rollout.get("reason"),
             "halted_at": w.halted_at_s,
+            "halted_by": w.halted_by,
             "halted_group": w.halted_group,
             "regression_wave": REGRESSION_WAVE,
             "faulty_devices": len(seeded.faulty),
@@ -215,7 +299,7 @@ def final_report(
             "vehicle_time_pct": link_shares(scenario, scenario.start_s, sim_end),
             "vehicles_now": dict(fleet.links_now(timing["sim_end_s"])),
         },
-        "powershare": outage_view(scenario, timing["sim_end_s"]),
+        "powershare": {**outage_view(scenario, timing["sim_end_s"]), "server_observed": observed},
         "requests": {
             **devices,
             "per_s": round(devices["device_requests"] / wall_s, 1) if wall_s else 0.0,

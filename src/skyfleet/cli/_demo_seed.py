@@ -30,9 +30,11 @@ __all__ = [
 OLD_VERSION = "2026.44.7"
 HOLIDAY = "2026.12.24-holiday"
 SITE_VERSION = "2026.40.2"
-#: The waves, in order; the regression is in :data:`REGRESSION_WAVE` (numbered from 1).
-WAVES = ("tag:eap", "hw:hw3 10%", "hw:hw3", "hw:hw4 10%", "hw:hw4")
-REGRESSION_WAVE = 4
+#: The waves, in order: early access, then a tenth of each generation (hw3, then hw4), then the
+#: rest of each; the regression is in :data:`REGRESSION_WAVE` (numbered from 1), the hw4 tenth,
+#: so the judge halts the rollout before the large waves start (an operator may resume it).
+WAVES = ("tag:eap", "hw:hw3 10%", "hw:hw4 10%", "hw:hw3", "hw:hw4")
+REGRESSION_WAVE = 3
 #: Share of the regression wave's devices whose install fails (the gate halts at 10 %): every
 #: other one, so that even a small wave, some of it out of reach, halts.
 REGRESSION_SHARE = 1 / 2
@@ -101,9 +103,12 @@ def _fails_holiday(version: str) -> Fault | None:
     return Fault(fail_install=True) if version == HOLIDAY else None
 
 
-def seed(api: Api, scenario: Scenario, *, rollout_name: str = "holiday update") -> Seed:
-    """Register the scenario's devices, upload, release, create and start the rollout, and
-    give the regression wave its faulty devices."""
+def seed(
+    api: Api, scenario: Scenario, *, rollout_seed: str, rollout_name: str = "holiday update"
+) -> Seed:
+    """Register the scenario's devices, upload, release, create and start the rollout (its
+    members picked by ``rollout_seed``: the same scenario and seed, the same waves), and give
+    the regression wave its faulty devices."""
     specs = _registrations(scenario)
     tokens: dict[str, str] = {}
     for start in range(0, len(specs), 5000):
@@ -136,6 +141,7 @@ def seed(api: Api, scenario: Scenario, *, rollout_name: str = "holiday update") 
         {
             "release": HOLIDAY,
             "name": rollout_name,
+            "seed": rollout_seed,
             "groups": [{"group": g, **GATES} for g in WAVES],
         },
     )

@@ -1,5 +1,5 @@
 """The demo's server: a working folder, signing keys and an admin token made the way
-``skyfleet serve`` makes them, and the server itself as a child process (uvicorn with the app
+``skyfleet serve`` makes them (and an operator token for the dashboard), and the server itself as a child process (uvicorn with the app
 factory and the config in the environment, the path ``serve --workers N`` takes).
 
 The child runs in a session of its own, so that a Ctrl-C at the terminal reaches the demo
@@ -23,17 +23,30 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+from rich.markup import escape
 
-from skyfleet.cli._serve import ADMIN_TOKEN_FILE
+from skyfleet.cli._serve import GRACEFUL_SHUTDOWN_S, trusted_store
 from skyfleet.errors import InputError, SkyfleetError
 from skyfleet.server import ServerConfig
 from skyfleet.server._app import CONFIG_ENV, config_to_env
-from skyfleet.server._signing import check_keys
-from skyfleet.store import ensure_admin_token, init_trust, open_store
+from skyfleet.store import create_operator_token
 
-__all__ = ["DemoServer", "WorkDir", "pick_port"]
+__all__ = [
+    "DASHBOARD_TOKEN_NAME",
+    "DemoServer",
+    "ServerDiedError",
+    "Tokens",
+    "WorkDir",
+    "pick_port",
+]
 
 _ACTOR = "skyfleet demo"
+#: The operator token the dashboard's URL carries (halt and resume need no more).
+DASHBOARD_TOKEN_NAME = "demo-dashboard"
+
+
+class ServerDiedError(SkyfleetError):
+    """The demo's server child exited while the demo needed it."""
 
 
 @dataclass
@@ -54,6 +67,7 @@ class WorkDir:
                 "database there)"
             )
         wanted.mkdir(parents=True, exist_ok=True)
+        wanted.chmod(0o700)  # it holds signing keys and tokens
         return cls(wanted.resolve(), keep=True)
 
     @property
@@ -83,21 +97,24 @@ def pick_port(host: str, port: int) -> int:
         return int(sock.getsockname()[1])
 
 
-def make_trust(work: WorkDir, now_s: float) -> str:
-    """Signing keys, roots and the first admin token in the folder, made with the same
-    functions ``skyfleet serve`` uses; returns the admin token."""
-    db = open_store(work.database_url)
-    try:
-        keys = db.home / "skyfleet-keys"
-        init_trust(
-            db, now_s, keys_dir=keys, root_keys_dir=db.home / "skyfleet-root-keys", actor=_ACTOR
-        )
-        check_keys(db, keys)
-        token_file = db.home / ADMIN_TOKEN_FILE
-        ensure_admin_token(db, token_file, now_s, actor=_ACTOR)
-        return token_file.read_text().strip()
-    finally:
-        db.close()
+@dataclass(frozen=True)
+class Tokens:
+    """The admin token (to seed the server) and the dashboard's operator token."""
+
+    admin: str = field(repr=False)
+    operator: str = field(repr=False)
+
+
+def make_trust(work: WorkDir, now_s: float) -> Tokens:
+    """Signing keys, roots and the first admin token in the folder, made as ``skyfleet serve``
+    makes them, and an operator token for the dashboard."""
+    with trusted_store(work.database_url, now_s, actor=_ACTOR) as trust:
+        admin = trust.token_file.read_text().strip()
+        with trust.db.begin() as conn:
+            operator = create_operator_token(
+                conn, now_s, name=DASHBOARD_TOKEN_NAME, role="operator", actor=_ACTOR
+            )
+    return Tokens(admin, operator)
 
 
 def _die_with_parent() -> None:  # pragma: no cover - runs in the child before exec
@@ -142,6 +159,8 @@ class DemoServer:
             "--log-level",
             "warning",
             "--no-access-log",
+            "--timeout-graceful-shutdown",
+            str(GRACEFUL_SHUTDOWN_S),
         ]
         with self.log_path.open("wb") as log:
             self.proc = subprocess.Popen(
@@ -157,13 +176,26 @@ class DemoServer:
         with httpx.Client(base_url=self.url, timeout=1.0) as client:
             while time.monotonic() < deadline:
                 if self.proc.poll() is not None:
-                    raise SkyfleetError(f"the demo server stopped at start: {self.log_tail()}")
+                    raise SkyfleetError(
+                        f"the demo server stopped at start: {escape(self.log_tail())}"
+                    )
                 with contextlib.suppress(httpx.HTTPError):
                     if client.get("/api/v1/health").status_code == 200:
                         return
                 time.sleep(0.1)
         raise SkyfleetError(
-            f"the demo server did not answer within {timeout_s:g} s: {self.log_tail()}"
+            f"the demo server did not answer within {timeout_s:g} s: {escape(self.log_tail())}"
+        )
+
+    def exited(self) -> int | None:
+        """The child's exit status once it has exited, else None."""
+        return None if self.proc is None else self.proc.poll()
+
+    def died(self, folder: Path) -> ServerDiedError:
+        """The error to raise for a child that exited under the demo (``folder`` kept)."""
+        return ServerDiedError(
+            f"the demo server (pid {self.pid}) exited with status {self.exited()}: "
+            f"{escape(self.log_tail())}; its folder is kept at {folder}"
         )
 
     def log_tail(self) -> str:
@@ -174,7 +206,7 @@ class DemoServer:
             return "no log"
         return lines[-1] if lines else "nothing logged"
 
-    def stop(self, timeout_s: float = 15.0) -> int | None:
+    def stop(self, timeout_s: float = GRACEFUL_SHUTDOWN_S + 5.0) -> int | None:
         """Terminate the child and wait for it (kill it after ``timeout_s``); its status."""
         if self.proc is None:
             return None

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
 
@@ -15,16 +18,57 @@ from skyfleet.errors import InputError
 from skyfleet.server import ServerConfig, create_app
 from skyfleet.server._app import CONFIG_ENV, config_to_env
 from skyfleet.server._signing import check_keys
-from skyfleet.store import DEFAULT_URL, ensure_admin_token, init_trust, open_store
+from skyfleet.store import DEFAULT_URL, Store, ensure_admin_token, init_trust, open_store
 from skyfleet.telemetry import parse_mqtt_url, telemetry_filter
 
-__all__ = ["ADMIN_TOKEN_FILE", "serve"]
+__all__ = ["ADMIN_TOKEN_FILE", "GRACEFUL_SHUTDOWN_S", "Trust", "serve", "trusted_store"]
 
 ADMIN_TOKEN_FILE = "skyfleet-admin.token"
 
 
 #: How long a stop (Ctrl-C, SIGTERM) waits for requests in flight before it cancels them.
 GRACEFUL_SHUTDOWN_S = 3
+
+
+@dataclass(frozen=True)
+class Trust:
+    """A store ready to serve: open, with its signing keys (``made_keys``: made just now, with
+    the root keys) and a live admin token (``made_token``: the first one, written to
+    ``token_file`` just now)."""
+
+    db: Store
+    keys_dir: Path
+    root_keys_dir: Path
+    token_file: Path
+    made_keys: bool
+    made_token: bool
+
+
+@contextlib.contextmanager
+def trusted_store(
+    database_url: str,
+    now_s: float,
+    *,
+    actor: str,
+    artifacts_dir: Path | None = None,
+    keys_dir: Path | None = None,
+    root_keys_dir: Path | None = None,
+    admin_token_file: Path | None = None,
+) -> Iterator[Trust]:
+    """Open (create or migrate) the store, make its signing keys and roots on a first start,
+    check that the keys sign, and make the first admin token; closed on exit. Folders default
+    to beside the database. Bad input or keys that cannot sign: one-line errors."""
+    db = open_store(database_url, artifacts_dir=artifacts_dir)
+    try:
+        keys = keys_dir or db.home / "skyfleet-keys"
+        root_keys = root_keys_dir or db.home / "skyfleet-root-keys"
+        made_keys = init_trust(db, now_s, keys_dir=keys, root_keys_dir=root_keys, actor=actor)
+        check_keys(db, keys)  # a key folder that cannot sign: one line now, not a traceback later
+        token_file = admin_token_file or db.home / ADMIN_TOKEN_FILE
+        made_token = ensure_admin_token(db, token_file, now_s, actor=actor)
+        yield Trust(db, keys, root_keys, token_file, bool(made_keys), made_token)
+    finally:
+        db.close()
 
 
 def serve(
@@ -173,28 +217,28 @@ def serve(
         telemetry_history=telemetry_history,
     )
     # Open (create or migrate) the store once here, so schema errors are one line and exit 2.
-    db = open_store(database_url, artifacts_dir=artifacts_dir)
-    try:
-        keys = keys_dir or db.home / "skyfleet-keys"
-        root_keys = root_keys_dir or db.home / "skyfleet-root-keys"
-        if init_trust(
-            db, time.time(), keys_dir=keys, root_keys_dir=root_keys, actor="skyfleet serve"
-        ):
+    with trusted_store(
+        database_url,
+        time.time(),
+        actor="skyfleet serve",
+        artifacts_dir=artifacts_dir,
+        keys_dir=keys_dir,
+        root_keys_dir=root_keys_dir,
+        admin_token_file=admin_token_file,
+    ) as trust:
+        if trust.made_keys:
             err.print(
-                f"made the signing keys: online in {keys}, root keys in {root_keys}; "
-                "take the root keys offline ('skyfleet trust rotate-root' needs them)",
+                f"made the signing keys: online in {trust.keys_dir}, root keys in "
+                f"{trust.root_keys_dir}; take the root keys offline ('skyfleet trust "
+                "rotate-root' needs them)",
                 soft_wrap=True,
             )
-        check_keys(db, keys)  # a key folder that cannot sign: one line now, not a traceback later
-        token_file = admin_token_file or db.home / ADMIN_TOKEN_FILE
-        if ensure_admin_token(db, token_file, time.time(), actor="skyfleet serve"):
+        if trust.made_token:
             err.print(
-                f"created the first admin token in {token_file} (readable by you only); "
-                f"for the CLI: export SKYFLEET_TOKEN=$(cat {token_file})",
+                f"created the first admin token in {trust.token_file} (readable by you only); "
+                f"for the CLI: export SKYFLEET_TOKEN=$(cat {trust.token_file})",
                 soft_wrap=True,
             )
-    finally:
-        db.close()
     err.print(
         f"skyfleet serving on http://{host}:{port} (database {database_url.split('@')[-1]}); "
         f"API docs at http://{host}:{port}/docs"

@@ -125,6 +125,11 @@ class HomePlan:
         at the home's position. A sample on the island describes the minute starting at ``ts``
         (mean power, state of charge and role at its end)."""
         ts = np.arange(math.ceil(t0_s / _SAMPLE_S), math.ceil(t1_s / _SAMPLE_S)) * _SAMPLE_S
+        return self.samples_at(ts)
+
+    def samples_at(self, ts: np.ndarray[Any, Any]) -> dict[str, list[Telemetry]]:
+        """Each device's samples at the times ``ts`` (UNIX s, whole minutes, ascending), as
+        :meth:`samples_between` makes them (a caller that keeps only some builds only those)."""
         out: dict[str, list[Telemetry]] = {}
         for dev in self.devices:
             soc, power, freq, states = self._series(dev, ts)
@@ -330,7 +335,8 @@ def plan_homes(
         extra: dict[str, Any] = {}
         r = by_home.get(i)
         if r is not None and r.series is not None:
-            v_label, h_label = (d.label for d in r.devices)
+            labels = {d.kind: d.label for d in r.devices}  # one vehicle, one home battery
+            v_label, h_label = labels["vehicle"], labels["home"]
             for d, label in ((hb, h_label), (tr, v_label)):
                 d["island_soc_pct"], d["island_power_w"], d["island_role"] = _island_rows(
                     r.series, label
