@@ -233,3 +233,14 @@ def _up(url: str) -> bool:
         return httpx.get(f"{url}/api/v1/health", timeout=1).status_code == 200
     except httpx.TransportError:
         return False
+
+
+def test_events_refuse_bad_input_with_a_json_4xx_before_streaming(server: LiveServer) -> None:
+    url = f"{server.url}/api/v1/dashboard/events"
+    unauthorised = httpx.get(url, timeout=10.0)
+    assert unauthorised.status_code == 401 and "token" in unauthorised.json()["error"]
+    for interval in ("0.1", "61", "soon"):
+        refused = httpx.get(url, params={"interval_s": interval}, headers=ADMIN, timeout=10.0)
+        assert refused.status_code == 422, interval
+        assert refused.headers["content-type"].startswith("application/json")
+        assert "interval_s" in refused.text

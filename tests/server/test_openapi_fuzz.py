@@ -276,11 +276,20 @@ def _modes(operation: dict[str, Any]) -> list[GenerationMode]:
     return [GenerationMode.POSITIVE]
 
 
-#: Every operation of the document, as (path, method, its modes): one test each.
+def _endless(operation: dict[str, Any]) -> bool:
+    """An event stream never ends, so a client that reads a whole answer would wait forever:
+    the dashboard's ``/events`` is tested on its own (tests/server/test_dashboard_api.py)."""
+    ok = operation.get("responses", {}).get("200", {})
+    return "text/event-stream" in ok.get("content", {})
+
+
+#: Every operation of the document but the endless streams, as (path, method, its modes): one
+#: test each.
 OPERATIONS = [
     pytest.param(path, method.upper(), _modes(operation), id=f"{method.upper()} {path}")
     for path, item in create_app().openapi()["paths"].items()
     for method, operation in item.items()
+    if not _endless(operation)
 ]
 
 
