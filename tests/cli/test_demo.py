@@ -163,6 +163,17 @@ def test_headless_demo_with_telemetry_over_mqtt(tmp_path: Path) -> None:
     assert mqtt["rollout"]["halted_group"] == REGRESSION_WAVE
 
 
+def _start_demo(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+    """``skyfleet demo ARGS --port 0 --no-mqtt`` in a child process, its output piped."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "skyfleet", "demo", *args, "--port", "0", "--no-mqtt"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+
+
 def _lines_until(proc: subprocess.Popen[str], pattern: str, timeout_s: float) -> re.Match[str]:
     assert proc.stderr is not None
     deadline = time.monotonic() + timeout_s
@@ -188,13 +199,7 @@ def _alive(pid: int) -> bool:
 
 @pytest.fixture
 def interactive() -> Iterator[subprocess.Popen[str]]:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "skyfleet", "demo", "--vehicles", "60", "--homes", "5",
-         "--port", "0", "--no-mqtt"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )  # fmt: skip
+    proc = _start_demo("--vehicles", "60", "--homes", "5")
     yield proc
     if proc.poll() is None:
         proc.kill()
@@ -242,14 +247,7 @@ def test_a_stop_before_the_fleet_runs_is_clean_too(sig: int, when: str, tmp_path
     """Ctrl-C (or SIGTERM) while the scenario is built, or once the server is up and the
     seeding runs: one line, status 0, no server left, no folder left."""
     env = {**os.environ, "TMPDIR": str(tmp_path)}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "skyfleet", "demo", "--vehicles", "300", "--homes", "20",
-         "--port", "0", "--no-mqtt"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-    )  # fmt: skip
+    proc = _start_demo("--vehicles", "300", "--homes", "20", env=env)
     try:
         pid = None
         if when == "building":
@@ -274,14 +272,9 @@ def test_the_server_dying_mid_run_is_one_line_and_status_2_and_its_folder_is_kep
     tmp_path: Path,
 ) -> None:
     env = {**os.environ, "TMPDIR": str(tmp_path)}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "skyfleet", "demo", "--headless", "--duration", "60",
-         "--vehicles", "60", "--homes", "5", "--port", "0", "--no-mqtt"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-    )  # fmt: skip
+    proc = _start_demo(
+        "--headless", "--duration", "60", "--vehicles", "60", "--homes", "5", env=env
+    )
     try:
         found = _lines_until(proc, r"server pid (\d+) in (\S+)", 120)
         pid, folder = int(found.group(1)), Path(found.group(2))
@@ -335,7 +328,17 @@ def test_a_broker_that_refuses_the_connection_is_one_line_and_status_2(
     try:
         port = sock.getsockname()[1]
         code, _, err = run(
-            ["demo", "--mqtt", f"mqtt://127.0.0.1:{port}", "--port", "0", "--vehicles", "5"],
+            [
+                "demo",
+                "--mqtt",
+                f"mqtt://127.0.0.1:{port}",
+                "--port",
+                "0",
+                "--vehicles",
+                "5",
+                "--homes",
+                "0",
+            ],
             capsys,
         )
     finally:

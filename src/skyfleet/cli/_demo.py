@@ -32,7 +32,13 @@ from skyfleet.cli._demo_seed import seed
 from skyfleet.cli._demo_server import DemoServer, WorkDir, make_trust, pick_port
 from skyfleet.errors import InputError
 from skyfleet.server import ServerConfig, sim_clock
-from skyfleet.sim import DEMO_START_S, MqttTelemetryPublisher, Scenario, build_scenario
+from skyfleet.sim import (
+    DEMO_START_S,
+    MqttTelemetryPublisher,
+    Scenario,
+    build_scenario,
+    check_scenario,
+)
 from skyfleet.telemetry import parse_mqtt_url
 
 __all__ = ["demo"]
@@ -112,6 +118,7 @@ def _check(vehicles: int, homes: int, rate: float | None, duration: float) -> No
         )
     if not (duration > 0 and duration <= 86400):
         raise InputError(f"--duration {duration:g} must be above 0 and at most 86,400 s")
+    check_scenario(vehicles, homes, SCENARIO_S)  # what the scenario refuses, before any work
 
 
 def demo(

@@ -38,6 +38,7 @@ from skyfleet.links import gateways, resolve_place
 from skyfleet.orbits import OMEGA_EARTH_RAD_S, gmst_rad, preset
 from skyfleet.rollout import allowed_operations
 from skyfleet.server._access import BEARER, Viewer, check_operator
+from skyfleet.server._ddi_auth import runtime
 from skyfleet.server._errors import error_responses
 from skyfleet.server._runtime import Runtime
 from skyfleet.server._sites import cached_estimates, load_sites
@@ -53,11 +54,6 @@ AUDIT_ENTRIES = 50
 #: How long one build of the state serves every caller, wall-clock seconds.
 STATE_TTL_S = 1.0
 _ERRORS = (401, 403, 503, 400, 422)
-
-
-def _rt(request: Request) -> Runtime:
-    rt: Runtime = request.app.state.runtime
-    return rt
 
 
 #: Sent with every file of the page: it runs only its own scripts and styles and talks only to
@@ -147,7 +143,7 @@ async def dashboard_map(
     plane, phasing, right ascension at the epoch, and the J2 drift rates in rad/s) for the page
     to propagate; the Greenwich sidereal angle (rad) at ``now_s`` and the Earth's rotation rate
     (rad/s); the gateways; and the cloud regions the sites use (degrees)."""
-    rt = _rt(request)
+    rt = runtime(request)
     now_s = rt.clock()
     shells = _shells(constellation)  # an unknown preset: 400 naming the ones there are
     gws = gateways()
@@ -168,15 +164,10 @@ async def dashboard_map(
     }
 
 
-def _finite(value: Any) -> Any:
-    """JSON has no NaN or infinity: such a number is sent as null."""
-    return None if isinstance(value, float) and not math.isfinite(value) else value
-
-
 def build_state(request: Request) -> dict[str, Any]:
     """The state the page draws (see the module docstring), without ``now_s``; runs on a
     worker thread."""
-    rt = _rt(request)
+    rt = runtime(request)
     now_s = rt.clock()
     silent_s = 2.0 * rt.config.poll_sleep_s * (1.0 + rt.config.poll_jitter)
     with rt.store.read() as conn:
@@ -188,7 +179,6 @@ def build_state(request: Request) -> dict[str, Any]:
             rollouts.append(view)
         audit = store.list_audit(conn, limit=AUDIT_ENTRIES)
         fleet = store.fleet_status(conn, now_s, silent_after_s=silent_s, limit=0)
-    columns["rtt_ms"] = [_finite(v) for v in columns["rtt_ms"]]
     _, sites = load_sites(rt)
     cached_estimates(request, sites, now_s)
     return {
@@ -221,7 +211,7 @@ class _SharedState:
                 self.body = json.dumps(state, separators=(",", ":")).encode()
                 self.built_at = time.monotonic()
             body = self.body
-        now = json.dumps(_rt(request).clock()).encode()
+        now = json.dumps(runtime(request).clock()).encode()
         return b'{"now_s":' + now + b"," + body[1:]
 
 
@@ -266,7 +256,7 @@ async def dashboard_events(
     """``event: state`` with the JSON of ``GET /state`` at once and then every ``interval_s``
     (wall-clock seconds). The token is checked again before each event: a revoked token ends
     the stream (the next request gets the 401)."""
-    rt = _rt(request)
+    rt = runtime(request)
     token = credentials.credentials if credentials else None
     shared = _shared(request)
 

@@ -15,7 +15,13 @@ from skyfleet.sim._fleet import run_round, run_rounds
 from skyfleet.sim._homes import HomeDevicePlan, HomePlan, Outage, OutageSummary
 from skyfleet.sim._links import DOWNLOAD_BIT_PER_S, LINK_KINDS, LinkSchedule
 from skyfleet.sim._routes import VehiclePlan
-from skyfleet.sim._scenario import DEMO_START_S, Scenario, SitePlan, build_scenario
+from skyfleet.sim._scenario import (
+    DEMO_START_S,
+    Scenario,
+    SitePlan,
+    build_scenario,
+    check_scenario,
+)
 from skyfleet.sim._telemetry import MqttTelemetryPublisher, post_telemetry, simulated_sample
 from skyfleet.sim._uptane import TokenFetcher, UptaneDevice
 
@@ -37,6 +43,7 @@ __all__ = [
     "UptaneDevice",
     "VehiclePlan",
     "build_scenario",
+    "check_scenario",
     "post_telemetry",
     "run_round",
     "run_rounds",

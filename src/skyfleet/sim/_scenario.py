@@ -50,6 +50,7 @@ __all__ = [
     "SitePlan",
     "VehiclePlan",
     "build_scenario",
+    "check_scenario",
 ]
 
 #: 2026-12-24T06:00:00Z, when the holiday update goes out, UNIX s.
@@ -118,7 +119,11 @@ def _shares(rng: np.random.Generator, n: int, share: float) -> np.ndarray[Any, A
     return flags
 
 
-def _check(vehicles: int, homes: int, duration_s: float, satellite_share: float) -> None:
+def check_scenario(
+    vehicles: int, homes: int, duration_s: float, satellite_share: float = 0.9
+) -> None:
+    """Refuse, with :class:`InputError`, sizes :func:`build_scenario` cannot build: before any
+    work, so that a caller can say what is wrong at once."""
     if not 0.0 <= satellite_share <= 1.0:
         raise InputError(f"satellite_share is a fraction 0..1, got {satellite_share:g}")
     if vehicles < 1 or homes < 0:
@@ -152,7 +157,7 @@ def build_scenario(
     the middle third of the run (4 h from 4 h in, for 12 h), rounded to minutes. ``progress``
     is told the percent done (0..100, never falling). Times are UNIX s.
     """
-    _check(vehicles, homes, duration_s, satellite_share)
+    check_scenario(vehicles, homes, duration_s, satellite_share)
     report = progress or (lambda _pct: None)
     rng = np.random.default_rng(seed)
     width = len(str(vehicles))
